@@ -1,0 +1,59 @@
+"""Reads of orders: who may see what, list filters, one order with its timeline."""
+
+from __future__ import annotations
+
+import django_filters
+from django.db.models import Q, QuerySet
+
+from orders.actors import roles_of
+from orders.models import Order
+from orders.states import Role, Stage
+
+# Roles that see every order (supervisors will be narrowed to their regions by dispatch).
+_SEE_ALL = frozenset({Role.ADMIN, Role.SUPERVISOR, Role.CUSTOMER_SERVICE, Role.WAREHOUSE, Role.RISK_REVIEWER})
+
+
+def order_visible_to(user) -> QuerySet[Order]:
+    """Orders `user` may see: everything for back-office roles, only their own for agents."""
+    qs = Order.objects.select_related("channel", "owner", "customer")
+    roles = roles_of(user)
+    if roles & _SEE_ALL:
+        return qs
+    if Role.AGENT in roles:
+        return qs.filter(owner=user)
+    return qs.none()
+
+
+class OrderFilter(django_filters.FilterSet):
+    stage = django_filters.MultipleChoiceFilter(choices=[(s.value, s.value) for s in Stage])
+    channel = django_filters.CharFilter(field_name="channel__code")
+    flagged = django_filters.BooleanFilter(field_name="is_flagged")
+    created_after = django_filters.IsoDateTimeFilter(field_name="received_at", lookup_expr="gte")
+    created_before = django_filters.IsoDateTimeFilter(field_name="received_at", lookup_expr="lt")
+    q = django_filters.CharFilter(method="search", label="text search")
+
+    class Meta:
+        model = Order
+        fields = ["stage", "channel", "flagged", "created_after", "created_before", "q"]
+
+    def search(self, queryset: QuerySet[Order], name: str, value: str) -> QuerySet[Order]:
+        value = value.strip()
+        if not value:
+            return queryset
+        return queryset.filter(
+            Q(tag__icontains=value)
+            | Q(external_id__icontains=value)
+            | Q(customer_name__icontains=value)
+            | Q(customer_phone__icontains=value)
+            | Q(address__icontains=value)
+        )
+
+
+def order_list(*, user, params) -> QuerySet[Order]:
+    qs = order_visible_to(user).order_by("-received_at", "-id")
+    return OrderFilter(params, queryset=qs).qs
+
+
+def order_with_timeline(*, user, order_id: int) -> Order:
+    """The order and its audit events; Order.DoesNotExist when absent or not visible."""
+    return order_visible_to(user).prefetch_related("events").get(pk=order_id)

@@ -1,0 +1,600 @@
+"""Every write to an order goes through here: ingestion (all four ways in), stage
+transitions and hand edits. Each writes its audit events and schedules the board push."""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from django.db import IntegrityError, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from orders import normalize as norm
+from orders.actors import Actor
+from orders.models import Channel, Customer, Order, OrderEvent, TagSequence
+from orders.serializers import OrderInSerializer
+from orders.sla import due_at_for
+from orders.states import Role, Stage, TransitionError, check_transition
+
+logger = logging.getLogger(__name__)
+
+DATA_FLAGS = frozenset(
+    {
+        norm.FLAG_ADDRESS_AMBIGUOUS,
+        norm.FLAG_ADDRESS_MISSING,
+        norm.FLAG_PHONE_INVALID,
+        norm.FLAG_PHONE_MISSING,
+        norm.FLAG_CUSTOMER_NAME_MISSING,
+        norm.FLAG_NO_ITEMS,
+        norm.FLAG_AMOUNT_MISMATCH,
+    }
+)
+
+# Fields a newer delivery from the source may change; stage, owner and due time are ours.
+SOURCE_FIELDS = (
+    "customer_name", "customer_phone", "customer_phone_raw", "customer_phone_city", "is_vip",
+    "address", "province", "city", "district", "adcode", "latitude", "longitude", "items",
+    "amount", "currency", "coupon_code", "note", "category", "urgency", "kind", "client_ip",
+    "device_id", "card_fingerprint", "source_created_at", "source_updated_at",
+)  # fmt: skip
+
+
+class OrderNotFound(Exception):
+    pass
+
+
+class FieldNotEditable(TransitionError):
+    code = "field_forbidden"
+
+
+@dataclass
+class IngestResult:
+    index: int
+    status: str  # created | updated | ignored | rejected
+    id: int | None = None
+    tag: str | None = None
+    external_id: str | None = None
+    reason: str = ""
+    errors: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        out = {
+            "index": self.index,
+            "status": self.status,
+            "id": self.id,
+            "tag": self.tag,
+            "external_id": self.external_id,
+            "reason": self.reason,
+        }
+        if self.errors:
+            out["errors"] = self.errors
+        return out
+
+
+def validate_order_payload(payload: Any) -> tuple[dict | None, dict]:
+    """(validated data, {}) or (None, errors). The one validation every way in uses."""
+    if not isinstance(payload, dict):
+        return None, {"non_field_errors": ["Each order must be a JSON object."]}
+    serializer = OrderInSerializer(data=payload)
+    if serializer.is_valid():
+        return serializer.validated_data, {}
+    return None, serializer.errors
+
+
+@dataclass
+class _Prepared:
+    """A validated order turned into model field values (pure work, no queries)."""
+
+    index: int
+    channel: Channel
+    external_id: str
+    account_key: str
+    customer: dict
+    values: dict
+    data_flags: list[str]
+
+
+def _prepare(index: int, data: dict, channel: Channel) -> _Prepared:
+    customer = data["customer"]
+    phone = norm.normalize_phone(customer["phone"])
+    parsed = norm.parse_address(data["address"])
+    flags: list[str] = []
+    if not data["address"].strip():
+        flags.append(norm.FLAG_ADDRESS_MISSING)
+    elif parsed.ambiguous:
+        flags.append(norm.FLAG_ADDRESS_AMBIGUOUS)
+    if not customer["phone"].strip():
+        flags.append(norm.FLAG_PHONE_MISSING)
+    elif not phone.valid:
+        flags.append(norm.FLAG_PHONE_INVALID)
+    if not customer["name"].strip():
+        flags.append(norm.FLAG_CUSTOMER_NAME_MISSING)
+    items = [
+        {"sku": i["sku"], "name": i["name"], "qty": i["qty"], "price": str(i["price"])} for i in data["items"]
+    ]
+    if not items:
+        flags.append(norm.FLAG_NO_ITEMS)
+    else:
+        from decimal import Decimal
+
+        total = sum((Decimal(i["price"]) * i["qty"] for i in items), Decimal("0"))
+        # Coupons and shipping make the amount differ; only a larger amount is suspicious.
+        if total and data["amount"] > total * 2:
+            flags.append(norm.FLAG_AMOUNT_MISMATCH)
+    kind = data["kind"] or norm.detect_kind(data["note"]) or Order.Kind.NORMAL
+    if customer["account_id"]:
+        account_key = f"acct:{customer['account_id']}"
+    elif phone.valid:
+        account_key = f"phone:{phone.e164}"
+    else:
+        account_key = f"anon:{data['external_id']}"
+    values = {
+        "customer_name": customer["name"].strip(),
+        "customer_phone": phone.e164,
+        "customer_phone_raw": customer["phone"].strip()[:40],
+        "customer_phone_city": phone.home_city,
+        "is_vip": customer["is_vip"],
+        "address": data["address"].strip(),
+        "province": parsed.province,
+        "city": parsed.city,
+        "district": parsed.district,
+        "adcode": parsed.adcode,
+        "latitude": parsed.latitude,
+        "longitude": parsed.longitude,
+        "items": items,
+        "amount": data["amount"],
+        "currency": data["currency"],
+        "coupon_code": data["coupon_code"].strip(),
+        "note": data["note"],
+        "category": data["category"].strip(),
+        "urgency": data["urgency"],
+        "kind": kind,
+        "client_ip": data["client_ip"],
+        "device_id": data["device_id"].strip(),
+        "card_fingerprint": norm.hash_card_fingerprint(data["card_fingerprint"]),
+        "source_created_at": data["source_created_at"],
+        "source_updated_at": data["source_updated_at"],
+    }
+    return _Prepared(
+        index=index,
+        channel=channel,
+        external_id=data["external_id"],
+        account_key=account_key,
+        customer=customer | {"phone_e164": phone.e164, "phone_city": phone.home_city},
+        values=values,
+        data_flags=flags,
+    )
+
+
+def order_ingest(*, payload: Any, actor: Actor, channel: Channel | None = None) -> IngestResult:
+    """Store one order from any source; see `order_ingest_batch`."""
+    return order_ingest_batch(payloads=[payload], actor=actor, channel=channel)[0]
+
+
+def order_ingest_batch(
+    *, payloads: list[Any], actor: Actor, channel: Channel | None = None
+) -> list[IngestResult]:
+    """Validate and store many orders; each gets its own result and bad ones never stop good ones.
+
+    Idempotent on (channel, external id): a newer `source_updated_at` updates, an older or
+    equal one is ignored (older ones counted on the order). When `channel` is given (webhooks,
+    imports, pollers) every payload belongs to it whatever it says.
+    """
+    results: list[IngestResult | None] = [None] * len(payloads)
+    valid: list[tuple[int, dict]] = []
+    for index, payload in enumerate(payloads):
+        if channel is not None and isinstance(payload, dict):
+            payload = {**payload, "channel": channel.code}
+        data, errors = validate_order_payload(payload)
+        if data is None:
+            ext = payload.get("external_id") if isinstance(payload, dict) else None
+            results[index] = IngestResult(
+                index=index,
+                status="rejected",
+                external_id=str(ext) if ext is not None else None,
+                reason="invalid",
+                errors=errors,
+            )
+        else:
+            valid.append((index, data))
+
+    if valid:
+        try:
+            stored = _store_valid(valid, actor=actor)
+        except IntegrityError:
+            # A concurrent delivery created one of these orders after we looked: the unique
+            # constraint caught it and the transaction rolled back. Looking again now sees it.
+            logger.info("ingest raced with a concurrent delivery; retrying once")
+            stored = _store_valid(valid, actor=actor)
+        for result in stored:
+            results[result.index] = result
+    return [r for r in results if r is not None]
+
+
+@transaction.atomic
+def _store_valid(valid: list[tuple[int, dict]], *, actor: Actor) -> list[IngestResult]:
+    codes = {data["channel"] for _, data in valid}
+    channels = {c.code: c for c in Channel.objects.filter(code__in=codes)}
+    results: list[IngestResult] = []
+    prepared: list[_Prepared] = []
+    for index, data in valid:
+        chan = channels.get(data["channel"])
+        if chan is None or not chan.is_active:
+            problem = "is not a known channel" if chan is None else "is switched off"
+            results.append(
+                IngestResult(
+                    index=index,
+                    status="rejected",
+                    external_id=data["external_id"],
+                    reason="unknown_channel",
+                    errors={"channel": [f"'{data['channel']}' {problem}."]},
+                )
+            )
+            continue
+        prepared.append(_prepare(index, data, chan))
+    if not prepared:
+        return results
+
+    now = timezone.now()
+    existing = _lock_existing_orders(prepared)
+    customers = _upsert_customers(prepared, now=now)
+
+    new_orders: dict[tuple[int, str], Order] = {}
+    new_order_updates: dict[tuple[int, str], list[dict]] = defaultdict(list)
+    changed: dict[int, tuple[Order, dict]] = {}
+    stale_counts: dict[int, int] = defaultdict(int)
+    events: list[OrderEvent] = []
+    pending: list[tuple[_Prepared, str, Order]] = []  # (item, status, order) for results
+
+    for item in prepared:
+        key = (item.channel.pk, item.external_id)
+        current = existing.get(key) or new_orders.get(key)
+        if current is None:
+            customer = customers[(item.channel.pk, item.account_key)]
+            order = Order(
+                channel=item.channel,
+                external_id=item.external_id,
+                customer=customer,
+                is_returning=customer._orders_before > 0,
+                stage=Stage.PENDING_REVIEW,
+                stage_entered_at=now,
+                received_at=now,
+                due_at=due_at_for(
+                    stage=Stage.PENDING_REVIEW,
+                    entered_at=now,
+                    expedited=item.values["urgency"] == Order.Urgency.EXPEDITED,
+                ),
+                flags=sorted(item.data_flags),
+                is_flagged=bool(item.data_flags),
+                **item.values,
+            )
+            customer._orders_before += 1
+            new_orders[key] = order
+            pending.append((item, "created", order))
+            continue
+        if item.values["source_updated_at"] > current.source_updated_at:
+            diff = _apply_source_values(current, item)
+            if current.pk is None:
+                new_order_updates[key].append(diff)
+            else:
+                prior = changed.get(current.pk, (current, {}))[1]
+                changed[current.pk] = (current, prior | diff)
+            pending.append((item, "updated", current))
+        else:
+            if current.pk is not None and item.values["source_updated_at"] < current.source_updated_at:
+                stale_counts[current.pk] += 1
+            pending.append((item, "ignored", current))
+
+    _assign_tags(list(new_orders.values()), now=now)
+    Order.objects.bulk_create(list(new_orders.values()))
+    for customer in customers.values():
+        customer.order_count = customer._orders_before  # rows are locked: no lost update
+    Customer.objects.bulk_update(
+        list(customers.values()),
+        [
+            "account_id",
+            "name",
+            "phone",
+            "phone_home_city",
+            "account_created_at",
+            "is_vip",
+            "order_count",
+            "first_order_at",
+            "last_order_at",
+        ],
+    )
+
+    for order in new_orders.values():
+        events.append(
+            _event(
+                order,
+                actor,
+                OrderEvent.Kind.INGESTED,
+                to_stage=order.stage,
+                at=now,
+                changes={"flags": order.flags} if order.flags else {},
+            )
+        )
+        for diff in new_order_updates.get((order.channel_id, order.external_id), []):
+            events.append(_event(order, actor, OrderEvent.Kind.UPDATED, at=now, changes=diff))
+    if changed:
+        fields = sorted(
+            {f for _, diff in changed.values() for f in diff} | {"flags", "is_flagged", "updated_at"}
+        )
+        model_fields = [f for f in fields if f in {fld.name for fld in Order._meta.fields}]
+        for order, _diff in changed.values():
+            order.updated_at = now
+        Order.objects.bulk_update([o for o, _ in changed.values()], model_fields)
+        for order, diff in changed.values():
+            events.append(_event(order, actor, OrderEvent.Kind.UPDATED, at=now, changes=diff))
+    for order_id, count in stale_counts.items():
+        Order.objects.filter(pk=order_id).update(stale_deliveries=F("stale_deliveries") + count)
+    for item, status, order in pending:
+        if status == "ignored" and order.pk in stale_counts:
+            events.append(
+                _event(
+                    order,
+                    actor,
+                    OrderEvent.Kind.IGNORED_STALE,
+                    at=now,
+                    reason=f"source_updated_at {item.values['source_updated_at'].isoformat()} "
+                    f"is older than {order.source_updated_at.isoformat()}",
+                )
+            )
+    OrderEvent.objects.bulk_create(events)
+
+    for item, status, order in pending:
+        reason = ""
+        if status == "ignored":
+            older = item.values["source_updated_at"] < order.source_updated_at
+            reason = "older_than_stored" if older else "same_as_stored"
+        results.append(
+            IngestResult(
+                index=item.index,
+                status=status,
+                id=order.pk,
+                tag=order.tag,
+                external_id=order.external_id,
+                reason=reason,
+            )
+        )
+    touched = [o.pk for o in new_orders.values()] + list(changed)
+    if touched:
+        _after_commit_push(touched)
+    return results
+
+
+def _lock_existing_orders(prepared: list[_Prepared]) -> dict[tuple[int, str], Order]:
+    by_channel: dict[int, set[str]] = defaultdict(set)
+    for item in prepared:
+        by_channel[item.channel.pk].add(item.external_id)
+    found: dict[tuple[int, str], Order] = {}
+    for channel_id, ids in by_channel.items():
+        rows = (
+            Order.objects.select_for_update()
+            .filter(channel_id=channel_id, external_id__in=ids)
+            .order_by("pk")
+        )
+        for order in rows:
+            found[(channel_id, order.external_id)] = order
+    return found
+
+
+def _apply_source_values(order: Order, item: _Prepared) -> dict:
+    """Copy the source's fields onto `order`; return {field: [old, new]} for what changed."""
+    diff: dict[str, list] = {}
+    for name, new in item.values.items():
+        old = getattr(order, name)
+        if old != new and not (name == "amount" and old is not None and new is not None and old == new):
+            diff[name] = [_jsonable(old), _jsonable(new)]
+            setattr(order, name, new)
+    kept = [f for f in order.flags if f not in DATA_FLAGS]
+    flags = sorted(set(kept) | set(item.data_flags))
+    if flags != order.flags:
+        diff["flags"] = [order.flags, flags]
+        order.flags = flags
+    order.is_flagged = bool(order.flags)
+    return diff
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if value is None or isinstance(value, bool | int | str | list | dict):
+        return value
+    return str(value)
+
+
+def _upsert_customers(prepared: list[_Prepared], *, now: datetime) -> dict[tuple[int, str], Customer]:
+    """One customer row per (channel, account key), locked while we count its orders."""
+    wanted: dict[tuple[int, str], _Prepared] = {}
+    for item in prepared:
+        wanted[(item.channel.pk, item.account_key)] = item  # the last delivery's details win
+    by_channel: dict[int, list[str]] = defaultdict(list)
+    for channel_id, key in wanted:
+        by_channel[channel_id].append(key)
+
+    def fetch() -> dict[tuple[int, str], Customer]:
+        out = {}
+        for channel_id, keys in by_channel.items():
+            rows = (
+                Customer.objects.select_for_update()
+                .filter(channel_id=channel_id, account_key__in=keys)
+                .order_by("pk")
+            )
+            for c in rows:
+                out[(channel_id, c.account_key)] = c
+        return out
+
+    found = fetch()
+    missing = [k for k in wanted if k not in found]
+    if missing:
+        Customer.objects.bulk_create(
+            [Customer(channel_id=k[0], account_key=k[1]) for k in missing], ignore_conflicts=True
+        )
+        found = fetch()
+    new_order_counts: dict[tuple[int, str], int] = defaultdict(int)
+    for item in prepared:
+        new_order_counts[(item.channel.pk, item.account_key)] += 1
+    for key, customer in found.items():
+        item = wanted[key]
+        c = item.customer
+        customer._orders_before = customer.order_count
+        customer.account_id = c["account_id"] or customer.account_id
+        customer.name = c["name"].strip() or customer.name
+        customer.phone = c["phone_e164"] or customer.phone
+        customer.phone_home_city = c["phone_city"] or customer.phone_home_city
+        customer.account_created_at = c["account_created_at"] or customer.account_created_at
+        customer.is_vip = customer.is_vip or c["is_vip"]
+        customer.first_order_at = customer.first_order_at or now
+        customer.last_order_at = now
+    return found
+
+
+def _assign_tags(orders: list[Order], *, now: datetime) -> None:
+    """JD-20251222-001: per channel and local day, numbers reserved under a row lock."""
+    if not orders:
+        return
+    day = timezone.localdate(now)
+    by_channel: dict[int, list[Order]] = defaultdict(list)
+    for order in orders:
+        by_channel[order.channel_id].append(order)
+    for channel_id, group in sorted(by_channel.items()):
+        TagSequence.objects.get_or_create(channel_id=channel_id, day=day)
+        TagSequence.objects.filter(channel_id=channel_id, day=day).update(last=F("last") + len(group))
+        last = TagSequence.objects.get(channel_id=channel_id, day=day).last
+        first = last - len(group) + 1
+        prefix = group[0].channel.tag_prefix
+        for offset, order in enumerate(group):
+            order.tag = f"{prefix}-{day:%Y%m%d}-{first + offset:03d}"
+
+
+def _event(
+    order: Order,
+    actor: Actor,
+    kind: str,
+    *,
+    at: datetime,
+    from_stage: str = "",
+    to_stage: str = "",
+    reason: str = "",
+    changes: dict | None = None,
+) -> OrderEvent:
+    return OrderEvent(
+        order=order,
+        at=at,
+        kind=kind,
+        actor=actor.name[:100],
+        actor_user_id=actor.user_id,
+        from_stage=from_stage,
+        to_stage=to_stage,
+        reason=reason,
+        changes=changes or {},
+    )
+
+
+def _after_commit_push(order_ids: list[int]) -> None:
+    from dashboards.events import publish_orders_changed
+
+    transaction.on_commit(lambda: publish_orders_changed(order_ids))
+
+
+def lock_order(order_id: int) -> Order:
+    try:
+        return Order.objects.select_for_update().select_related("channel").get(pk=order_id)
+    except Order.DoesNotExist as exc:
+        raise OrderNotFound(f"Order {order_id} does not exist.") from exc
+
+
+@transaction.atomic
+def order_transition(*, order_id: int, to: str, actor: Actor, reason: str = "") -> Order:
+    """Move an order to another stage if the state machine and the actor's role allow it."""
+    order = lock_order(order_id)
+    current = Stage(order.stage)
+    target = Stage(to)
+    held = Stage(order.held_stage) if order.held_stage else None
+    check_transition(current=current, target=target, roles=actor.roles, held_stage=held)
+    now = timezone.now()
+    if target == Stage.EXCEPTION:
+        order.held_stage = current
+    elif current == Stage.EXCEPTION:
+        order.held_stage = ""
+    order.stage = target
+    order.stage_entered_at = now
+    order.due_at = due_at_for(
+        stage=target, entered_at=now, expedited=order.urgency == Order.Urgency.EXPEDITED
+    )
+    order.save(update_fields=["stage", "held_stage", "stage_entered_at", "due_at", "updated_at"])
+    _event(
+        order, actor, OrderEvent.Kind.TRANSITION, at=now, from_stage=current, to_stage=target, reason=reason
+    ).save()
+    _after_commit_push([order.pk])
+    return order
+
+
+EDITABLE_BY: dict[str, frozenset[Role]] = {
+    "customer_name": frozenset({Role.CUSTOMER_SERVICE, Role.SUPERVISOR, Role.ADMIN}),
+    "customer_phone": frozenset({Role.CUSTOMER_SERVICE, Role.SUPERVISOR, Role.ADMIN}),
+    "address": frozenset({Role.CUSTOMER_SERVICE, Role.SUPERVISOR, Role.ADMIN}),
+    "note": frozenset({Role.CUSTOMER_SERVICE, Role.SUPERVISOR, Role.ADMIN, Role.AGENT}),
+}
+
+
+@transaction.atomic
+def order_edit(*, order_id: int, actor: Actor, changes: dict[str, str], reason: str = "") -> Order:
+    """Correct customer details or the note by hand; re-parses what it touches, audits the diff."""
+    for name in changes:
+        allowed = EDITABLE_BY.get(name)
+        if allowed is None or not (actor.roles & allowed):
+            raise FieldNotEditable(f"Your role may not edit '{name}'.")
+    order = lock_order(order_id)
+    diff: dict[str, list] = {}
+
+    def put(name: str, value: Any) -> None:
+        old = getattr(order, name)
+        if old != value:
+            diff[name] = [_jsonable(old), _jsonable(value)]
+            setattr(order, name, value)
+
+    flags = set(order.flags)
+    if "customer_name" in changes:
+        put("customer_name", changes["customer_name"].strip())
+        flags.discard(norm.FLAG_CUSTOMER_NAME_MISSING)
+        if not order.customer_name:
+            flags.add(norm.FLAG_CUSTOMER_NAME_MISSING)
+    if "customer_phone" in changes:
+        phone = norm.normalize_phone(changes["customer_phone"])
+        put("customer_phone_raw", changes["customer_phone"].strip())
+        put("customer_phone", phone.e164)
+        put("customer_phone_city", phone.home_city)
+        flags -= {norm.FLAG_PHONE_INVALID, norm.FLAG_PHONE_MISSING}
+        if not changes["customer_phone"].strip():
+            flags.add(norm.FLAG_PHONE_MISSING)
+        elif not phone.valid:
+            flags.add(norm.FLAG_PHONE_INVALID)
+    if "address" in changes:
+        parsed = norm.parse_address(changes["address"])
+        put("address", changes["address"].strip())
+        for name in ("province", "city", "district", "adcode", "latitude", "longitude"):
+            put(name, getattr(parsed, name))
+        flags -= {norm.FLAG_ADDRESS_AMBIGUOUS, norm.FLAG_ADDRESS_MISSING}
+        if not order.address:
+            flags.add(norm.FLAG_ADDRESS_MISSING)
+        elif parsed.ambiguous:
+            flags.add(norm.FLAG_ADDRESS_AMBIGUOUS)
+    if "note" in changes:
+        put("note", changes["note"])
+    if sorted(flags) != order.flags:
+        diff["flags"] = [order.flags, sorted(flags)]
+        order.flags = sorted(flags)
+    order.is_flagged = bool(order.flags)
+    if not diff:
+        return order
+    order.save()
+    _event(order, actor, OrderEvent.Kind.EDIT, at=timezone.now(), reason=reason, changes=diff).save()
+    _after_commit_push([order.pk])
+    return order

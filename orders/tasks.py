@@ -1,0 +1,1 @@
+"""Celery tasks for orders: thin wrappers that call services."""

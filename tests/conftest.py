@@ -1,0 +1,56 @@
+"""Fixtures shared by all tests. Tests run on the PostgreSQL and Redis of DATABASE_URL and
+REDIS_URL (see Makefile); the fault, locking and end-to-end tests need them to be real."""
+
+from __future__ import annotations
+
+import pytest
+from rest_framework.test import APIClient
+
+from tests.factories import ChannelFactory, UserFactory, token_for
+
+
+@pytest.fixture
+def jd(db):
+    return ChannelFactory(code="jd", name="京东", tag_prefix="JD")
+
+
+@pytest.fixture
+def tb(db):
+    return ChannelFactory(code="taobao", name="淘宝", tag_prefix="TB")
+
+
+@pytest.fixture
+def make_user(db):
+    def make(username: str, *roles: str, **extra: object):
+        return UserFactory(username=username, roles=list(roles), **extra)
+
+    return make
+
+
+@pytest.fixture
+def supervisor(make_user):
+    return make_user("sup", "supervisor")
+
+
+@pytest.fixture
+def api(supervisor):
+    """An API client authenticated by token, as an integration would be."""
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {token_for(supervisor)}")
+    return client
+
+
+@pytest.fixture
+def api_as(make_user):
+    def make(username: str, *roles: str) -> APIClient:
+        client = APIClient()
+        client.credentials(HTTP_AUTHORIZATION=f"Token {token_for(make_user(username, *roles))}")
+        return client
+
+    return make
+
+
+@pytest.fixture(autouse=True)
+def _in_memory_channel_layer(settings):
+    # Unit tests push to an in-memory layer; the end-to-end tests start daphne on real Redis.
+    settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}

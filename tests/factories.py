@@ -1,0 +1,77 @@
+"""factory_boy factories shared by all tests."""
+
+from __future__ import annotations
+
+import factory
+from django.contrib.auth.models import Group, User
+from rest_framework.authtoken.models import Token
+
+from orders.models import Channel
+
+PASSWORD = "paidan-test-pw"
+
+
+class ChannelFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Channel
+        django_get_or_create = ("code",)
+
+    code = factory.Sequence(lambda n: f"ch{n}")
+    name = factory.LazyAttribute(lambda o: o.code.upper())
+    tag_prefix = factory.LazyAttribute(lambda o: o.code.upper()[:6])
+    webhook_secret = "s3cret-hook-key"
+
+
+class UserFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = User
+        django_get_or_create = ("username",)
+        skip_postgeneration_save = True
+
+    username = factory.Sequence(lambda n: f"user{n}")
+    password = factory.PostGenerationMethodCall("set_password", PASSWORD)
+
+    @factory.post_generation
+    def roles(self, create: bool, extracted: list[str] | None, **kwargs: object) -> None:
+        if create and extracted:
+            self.groups.add(*Group.objects.filter(name__in=extracted))
+        if create:
+            self.save()
+
+
+def token_for(user: User) -> str:
+    return Token.objects.get_or_create(user=user)[0].key
+
+
+def order_payload(**overrides: object) -> dict:
+    """A complete, valid order as a channel would send it."""
+    payload = {
+        "channel": "jd",
+        "external_id": "JD100001",
+        "source_updated_at": "2026-11-20T10:00:00+08:00",
+        "source_created_at": "2026-11-20T09:58:00+08:00",
+        "customer": {
+            "name": "王小明",
+            "phone": "13510001000",
+            "account_id": "jd_u_778",
+            "account_created_at": "2024-03-01T00:00:00+08:00",
+            "is_vip": False,
+        },
+        "address": "广东省深圳市南山区科技园南区8栋1203",
+        "items": [{"sku": "DJ-001", "name": "羽绒服", "qty": 1, "price": "599.00"}],
+        "amount": "599.00",
+        "currency": "CNY",
+        "coupon_code": "",
+        "note": "",
+        "category": "apparel",
+        "urgency": "normal",
+        "client_ip": "113.88.10.7",
+        "device_id": "dev-abc",
+        "card_fingerprint": "4111111111111111",
+    }
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(payload.get(key), dict):
+            payload[key] = {**payload[key], **value}
+        else:
+            payload[key] = value
+    return payload
