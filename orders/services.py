@@ -12,6 +12,7 @@ from typing import Any
 from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
+from rest_framework import serializers
 
 from orders import normalize as norm
 from orders.actors import Actor
@@ -77,12 +78,18 @@ class IngestResult:
 
 def validate_order_payload(payload: Any) -> tuple[dict | None, dict]:
     """(validated data, {}) or (None, errors). The one validation every way in uses."""
+    return _validate(OrderInSerializer(), payload)
+
+
+def _validate(serializer: OrderInSerializer, payload: Any) -> tuple[dict | None, dict]:
+    """Validate with a reused serializer: building DRF's field tree costs more than the
+    validation itself, so a batch builds it once (as DRF's ListSerializer does)."""
     if not isinstance(payload, dict):
         return None, {"non_field_errors": ["Each order must be a JSON object."]}
-    serializer = OrderInSerializer(data=payload)
-    if serializer.is_valid():
-        return serializer.validated_data, {}
-    return None, serializer.errors
+    try:
+        return serializer.run_validation(payload), {}
+    except serializers.ValidationError as exc:
+        return None, serializers.as_serializer_error(exc)
 
 
 @dataclass
@@ -186,10 +193,11 @@ def order_ingest_batch(
     """
     results: list[IngestResult | None] = [None] * len(payloads)
     valid: list[tuple[int, dict]] = []
+    serializer = OrderInSerializer()
     for index, payload in enumerate(payloads):
         if channel is not None and isinstance(payload, dict):
             payload = {**payload, "channel": channel.code}
-        data, errors = validate_order_payload(payload)
+        data, errors = _validate(serializer, payload)
         if data is None:
             ext = payload.get("external_id") if isinstance(payload, dict) else None
             results[index] = IngestResult(
@@ -291,22 +299,7 @@ def _store_valid(valid: list[tuple[int, dict]], *, actor: Actor) -> list[IngestR
 
     _assign_tags(list(new_orders.values()), now=now)
     Order.objects.bulk_create(list(new_orders.values()))
-    for customer in customers.values():
-        customer.order_count = customer._orders_before  # rows are locked: no lost update
-    Customer.objects.bulk_update(
-        list(customers.values()),
-        [
-            "account_id",
-            "name",
-            "phone",
-            "phone_home_city",
-            "account_created_at",
-            "is_vip",
-            "order_count",
-            "first_order_at",
-            "last_order_at",
-        ],
-    )
+    _count_customer_orders(customers, now=now)
 
     for order in new_orders.values():
         events.append(
@@ -410,49 +403,74 @@ def _jsonable(value: Any) -> Any:
 
 
 def _upsert_customers(prepared: list[_Prepared], *, now: datetime) -> dict[tuple[int, str], Customer]:
-    """One customer row per (channel, account key), locked while we count its orders."""
+    """One customer row per (channel, account key). Existing rows are locked and only
+    changed details written; new ones are inserted whole (a concurrent insert of the same
+    customer fails the unique key and the batch is retried)."""
     wanted: dict[tuple[int, str], _Prepared] = {}
     for item in prepared:
         wanted[(item.channel.pk, item.account_key)] = item  # the last delivery's details win
     by_channel: dict[int, list[str]] = defaultdict(list)
     for channel_id, key in wanted:
         by_channel[channel_id].append(key)
-
-    def fetch() -> dict[tuple[int, str], Customer]:
-        out = {}
-        for channel_id, keys in by_channel.items():
-            rows = (
-                Customer.objects.select_for_update()
-                .filter(channel_id=channel_id, account_key__in=keys)
-                .order_by("pk")
-            )
-            for c in rows:
-                out[(channel_id, c.account_key)] = c
-        return out
-
-    found = fetch()
-    missing = [k for k in wanted if k not in found]
-    if missing:
-        Customer.objects.bulk_create(
-            [Customer(channel_id=k[0], account_key=k[1]) for k in missing], ignore_conflicts=True
+    found: dict[tuple[int, str], Customer] = {}
+    for channel_id, keys in by_channel.items():
+        rows = (
+            Customer.objects.select_for_update()
+            .filter(channel_id=channel_id, account_key__in=keys)
+            .order_by("pk")
         )
-        found = fetch()
-    new_order_counts: dict[tuple[int, str], int] = defaultdict(int)
-    for item in prepared:
-        new_order_counts[(item.channel.pk, item.account_key)] += 1
-    for key, customer in found.items():
-        item = wanted[key]
+        for customer in rows:
+            found[(channel_id, customer.account_key)] = customer
+
+    changed: list[Customer] = []
+    new: list[Customer] = []
+    for key, item in wanted.items():
         c = item.customer
+        details = {
+            "account_id": c["account_id"],
+            "name": c["name"].strip(),
+            "phone": c["phone_e164"],
+            "phone_home_city": c["phone_city"],
+            "account_created_at": c["account_created_at"],
+        }
+        customer = found.get(key)
+        if customer is None:
+            customer = Customer(
+                channel_id=key[0], account_key=key[1], is_vip=c["is_vip"], first_order_at=now, **details
+            )
+            customer._orders_before = 0
+            new.append(customer)
+            found[key] = customer
+            continue
         customer._orders_before = customer.order_count
-        customer.account_id = c["account_id"] or customer.account_id
-        customer.name = c["name"].strip() or customer.name
-        customer.phone = c["phone_e164"] or customer.phone
-        customer.phone_home_city = c["phone_city"] or customer.phone_home_city
-        customer.account_created_at = c["account_created_at"] or customer.account_created_at
-        customer.is_vip = customer.is_vip or c["is_vip"]
-        customer.first_order_at = customer.first_order_at or now
-        customer.last_order_at = now
+        dirty = False
+        for name, value in details.items():
+            if value and getattr(customer, name) != value:
+                setattr(customer, name, value)
+                dirty = True
+        if c["is_vip"] and not customer.is_vip:
+            customer.is_vip = dirty = True
+        if dirty:
+            changed.append(customer)
+    if new:
+        Customer.objects.bulk_create(new)
+    if changed:
+        Customer.objects.bulk_update(
+            changed, ["account_id", "name", "phone", "phone_home_city", "account_created_at", "is_vip"]
+        )
     return found
+
+
+def _count_customer_orders(customers: dict[tuple[int, str], Customer], *, now: datetime) -> None:
+    """Add this batch's new orders to each customer's count: one UPDATE per distinct increment
+    (almost always one), F() so the database adds, on rows we hold locked."""
+    by_increment: dict[int, list[int]] = defaultdict(list)
+    for customer in customers.values():
+        added = customer._orders_before - customer.order_count
+        if added:
+            by_increment[added].append(customer.pk)
+    for added, ids in by_increment.items():
+        Customer.objects.filter(pk__in=ids).update(order_count=F("order_count") + added, last_order_at=now)
 
 
 def _assign_tags(orders: list[Order], *, now: datetime) -> None:

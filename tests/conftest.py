@@ -35,7 +35,7 @@ def supervisor(make_user):
 @pytest.fixture
 def api(supervisor):
     """An API client authenticated by token, as an integration would be."""
-    client = APIClient()
+    client = APIClient(HTTP_ACCEPT_LANGUAGE="en")
     client.credentials(HTTP_AUTHORIZATION=f"Token {token_for(supervisor)}")
     return client
 
@@ -43,7 +43,7 @@ def api(supervisor):
 @pytest.fixture
 def api_as(make_user):
     def make(username: str, *roles: str) -> APIClient:
-        client = APIClient()
+        client = APIClient(HTTP_ACCEPT_LANGUAGE="en")
         client.credentials(HTTP_AUTHORIZATION=f"Token {token_for(make_user(username, *roles))}")
         return client
 
