@@ -181,6 +181,19 @@ def test_agent_sees_only_their_own_orders(api, api_as, jd):
     )
 
 
+def test_only_integrations_and_back_office_roles_create_orders(api_as, make_user, jd):
+    agent = api_as("agent9", "agent")
+    refused = agent.post("/api/orders/", order_payload(), format="json")
+    assert refused.status_code == 403 and "may not create orders" in refused.json()["detail"]
+    assert agent.post("/api/orders/batch/", {"orders": [order_payload()]}, format="json").status_code == 403
+    assert Order.objects.count() == 0
+    integration = api_as("shop-sync")
+    from django.contrib.auth.models import Permission
+
+    make_user("shop-sync").user_permissions.add(Permission.objects.get(codename="add_order"))
+    assert integration.post("/api/orders/", order_payload(), format="json").status_code == 201
+
+
 def test_anonymous_requests_are_refused(client, jd):
     assert client.get("/api/orders/").status_code in (401, 403)
     assert client.post("/api/orders/", order_payload(), content_type="application/json").status_code in (
