@@ -12,6 +12,18 @@ from django.utils.translation import gettext_lazy as _
 from orders.states import Stage
 
 
+STAGE_LABELS = {
+    Stage.PENDING_REVIEW: _("Pending review"),
+    Stage.PICKING: _("Picking"),
+    Stage.SHIPPING: _("Shipping"),
+    Stage.DONE: _("Done"),
+    Stage.QUARANTINED: _("Quarantined"),
+    Stage.EXCEPTION: _("Exception"),
+    Stage.CANCELLED: _("Cancelled"),
+}
+STAGE_CHOICES = [(stage.value, STAGE_LABELS[stage]) for stage in Stage]
+
+
 class Channel(models.Model):
     class Kind(models.TextChoices):
         MARKETPLACE = "marketplace", _("Marketplace")
@@ -166,9 +178,7 @@ class Order(models.Model):
         help_text=_("Timestamp wins: older data is counted, not applied."),
     )
 
-    stage = models.CharField(
-        _("stage"), max_length=20, choices=[(s.value, s.value) for s in Stage], default=Stage.PENDING_REVIEW
-    )
+    stage = models.CharField(_("stage"), max_length=20, choices=STAGE_CHOICES, default=Stage.PENDING_REVIEW)
     held_stage = models.CharField(
         _("held in stage"), max_length=20, blank=True, help_text=_("Where an exception returns to.")
     )
