@@ -8,8 +8,7 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 
 from orders import selectors
-from orders.models import Channel, Order
-from orders.states import Stage
+from orders.models import STAGE_CHOICES, Channel, Order
 
 
 @login_required
@@ -23,7 +22,7 @@ def order_list(request: HttpRequest) -> HttpResponse:
         "dashboards/order_list.html",
         {
             "page": page,
-            "stages": list(Stage),
+            "stages": STAGE_CHOICES,
             "channels": Channel.objects.order_by("code"),
             "params": request.GET,
             "querystring": query.urlencode(),

@@ -11,7 +11,6 @@ from django.utils.translation import gettext_lazy as _
 
 from orders.states import Stage
 
-
 STAGE_LABELS = {
     Stage.PENDING_REVIEW: _("Pending review"),
     Stage.PICKING: _("Picking"),

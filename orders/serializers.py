@@ -34,6 +34,9 @@ class CustomerInSerializer(serializers.Serializer):
     is_vip = serializers.BooleanField(required=False, default=False)
 
 
+_CUSTOMER_DEFAULTS = {"name": "", "phone": "", "account_id": "", "account_created_at": None, "is_vip": False}
+
+
 class ItemSerializer(serializers.Serializer):
     sku = serializers.CharField(max_length=64)
     name = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
@@ -78,6 +81,8 @@ class OrderInSerializer(serializers.Serializer):
         return value or None
 
     def validate(self, attrs: dict) -> dict:
+        # An omitted customer gets `{}` without the nested fields' defaults; fill them here.
+        attrs["customer"] = {**_CUSTOMER_DEFAULTS, **attrs["customer"]}
         if attrs["source_updated_at"] is None:
             attrs["source_updated_at"] = attrs["source_created_at"] or timezone.now()
         return attrs

@@ -80,6 +80,14 @@ def test_dirty_data_is_accepted_and_flagged(api, jd):
     assert Order.objects.get().is_flagged
 
 
+def test_order_without_customer_is_stored_and_flagged(api, jd):
+    payload = order_payload()
+    payload.pop("customer")
+    response = api.post("/api/orders/", payload, format="json")
+    assert response.status_code == 201, response.json()
+    assert {"phone_missing", "customer_name_missing"} <= set(response.json()["flags"])
+
+
 def test_reshipment_and_exchange_recognised_by_kind_or_note(api, jd):
     a = api.post("/api/orders/", order_payload(external_id="A", note="漏发，补发一件"), format="json").json()
     b = api.post("/api/orders/", order_payload(external_id="B", kind="exchange"), format="json").json()
