@@ -144,7 +144,9 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
-CELERY_TIMEZONE = "Asia/Shanghai"
+# The same zone as TIME_ZONE: beat re-syncs crontabs in this zone at start-up, and
+# install_schedules writes them in TIME_ZONE; two zones would flip the daily run's hour.
+CELERY_TIMEZONE = env_str("TIME_ZONE", "Asia/Shanghai")
 
 # --- Auth, API --------------------------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [

@@ -4,7 +4,7 @@ from django.core.exceptions import ValidationError
 from django.utils.translation import gettext_lazy as _
 
 from orders.mapping import MappingError, validate_mapping
-from orders.models import Channel, Customer, Order, OrderEvent
+from orders.models import Channel, Customer, ImportJob, Order, OrderEvent, ReconciliationRun
 
 
 class ChannelForm(forms.ModelForm):
@@ -122,3 +122,45 @@ class OrderEventAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None) -> bool:
         return False
+
+
+class _ReadOnlyAdmin(admin.ModelAdmin):
+    """Records the software writes: visible to admins, changed by nobody."""
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(ReconciliationRun)
+class ReconciliationRunAdmin(_ReadOnlyAdmin):
+    list_display = [
+        "channel",
+        "started_at",
+        "window_start",
+        "fetched",
+        "created",
+        "updated",
+        "unchanged",
+        "rejected",
+        "error",
+    ]
+    list_filter = ["channel"]
+
+
+@admin.register(ImportJob)
+class ImportJobAdmin(_ReadOnlyAdmin):
+    list_display = [
+        "original_name",
+        "channel",
+        "status",
+        "processed_rows",
+        "created_count",
+        "updated_count",
+        "ignored_count",
+        "rejected_count",
+        "created_at",
+    ]
+    list_filter = ["status", "channel"]
