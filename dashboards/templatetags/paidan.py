@@ -1,0 +1,35 @@
+"""Template filters for the pages: human labels for codes stored on orders."""
+
+from django import template
+from django.utils.translation import gettext_lazy as _
+
+from orders import normalize
+
+register = template.Library()
+
+FLAG_LABELS = {
+    normalize.FLAG_ADDRESS_AMBIGUOUS: _("Address unclear"),
+    normalize.FLAG_ADDRESS_MISSING: _("No address"),
+    normalize.FLAG_PHONE_INVALID: _("Phone invalid"),
+    normalize.FLAG_PHONE_MISSING: _("No phone"),
+    normalize.FLAG_CUSTOMER_NAME_MISSING: _("No customer name"),
+    normalize.FLAG_NO_ITEMS: _("No items"),
+    normalize.FLAG_AMOUNT_MISMATCH: _("Amount above items"),
+}
+
+
+@register.filter
+def flag_label(code: str) -> str:
+    """The label of a flag; an unknown code (added by a later rule) shows as itself."""
+    return FLAG_LABELS.get(code, code)
+
+
+@register.filter
+def stage_label(code: str) -> str:
+    from orders.models import STAGE_LABELS
+    from orders.states import Stage
+
+    try:
+        return STAGE_LABELS[Stage(code)]
+    except ValueError:
+        return code
