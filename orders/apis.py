@@ -110,7 +110,7 @@ class OrderListCreateApi(ListAPIView):
                 status=status.HTTP_400_BAD_REQUEST,
             )
         # Whoever delivered the order sees what was stored, whatever their reading rights.
-        order = Order.objects.select_related("channel", "owner", "customer").get(pk=result.id)
+        order = result.order
         code = status.HTTP_201_CREATED if result.status == "created" else status.HTTP_200_OK
         response = Response(OrderOutSerializer(order).data, status=code)
         response["X-Paidan-Ingest"] = (

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
 from rest_framework import serializers
@@ -61,6 +61,7 @@ class IngestResult:
     external_id: str | None = None
     reason: str = ""
     errors: dict[str, Any] = field(default_factory=dict)
+    order: Order | None = field(default=None, repr=False)  # the stored row, for the caller's answer
 
     def as_dict(self) -> dict[str, Any]:
         out = {
@@ -249,7 +250,6 @@ def _store_valid(valid: list[tuple[int, dict]], *, actor: Actor) -> list[IngestR
 
     now = timezone.now()
     existing = _lock_existing_orders(prepared)
-    customers = _upsert_customers(prepared, now=now)
 
     new_orders: dict[tuple[int, str], Order] = {}
     new_order_updates: dict[tuple[int, str], list[dict]] = defaultdict(list)
@@ -262,12 +262,9 @@ def _store_valid(valid: list[tuple[int, dict]], *, actor: Actor) -> list[IngestR
         key = (item.channel.pk, item.external_id)
         current = existing.get(key) or new_orders.get(key)
         if current is None:
-            customer = customers[(item.channel.pk, item.account_key)]
             order = Order(
                 channel=item.channel,
                 external_id=item.external_id,
-                customer=customer,
-                is_returning=customer._orders_before > 0,
                 stage=Stage.PENDING_REVIEW,
                 stage_entered_at=now,
                 received_at=now,
@@ -280,7 +277,6 @@ def _store_valid(valid: list[tuple[int, dict]], *, actor: Actor) -> list[IngestR
                 is_flagged=bool(item.data_flags),
                 **item.values,
             )
-            customer._orders_before += 1
             new_orders[key] = order
             pending.append((item, "created", order))
             continue
@@ -297,9 +293,17 @@ def _store_valid(valid: list[tuple[int, dict]], *, actor: Actor) -> list[IngestR
                 stale_counts[current.pk] += 1
             pending.append((item, "ignored", current))
 
+    # Customers are written for what is stored (created or newer), never for ignored data.
+    stored = [(item, status, order) for item, status, order in pending if status != "ignored"]
+    customers = _upsert_customers(stored, now=now)
+    for item, status, order in stored:
+        if status == "created":
+            customer = customers[(item.channel.pk, item.account_key)]
+            order.customer = customer
+            order.is_returning = customer._orders_before > 0
+            customer._orders_before += 1
     _assign_tags(list(new_orders.values()), now=now)
     Order.objects.bulk_create(list(new_orders.values()))
-    _count_customer_orders(customers, now=now)
 
     for order in new_orders.values():
         events.append(
@@ -345,6 +349,7 @@ def _store_valid(valid: list[tuple[int, dict]], *, actor: Actor) -> list[IngestR
         if status == "ignored":
             older = item.values["source_updated_at"] < order.source_updated_at
             reason = "older_than_stored" if older else "same_as_stored"
+        order.channel = item.channel  # the same instance for every result: no lazy loads
         results.append(
             IngestResult(
                 index=item.index,
@@ -353,6 +358,7 @@ def _store_valid(valid: list[tuple[int, dict]], *, actor: Actor) -> list[IngestR
                 tag=order.tag,
                 external_id=order.external_id,
                 reason=reason,
+                order=order,
             )
         )
     touched = [o.pk for o in new_orders.values()] + list(changed)
@@ -402,89 +408,99 @@ def _jsonable(value: Any) -> Any:
     return str(value)
 
 
-def _upsert_customers(prepared: list[_Prepared], *, now: datetime) -> dict[tuple[int, str], Customer]:
-    """One customer row per (channel, account key). Existing rows are locked and only
-    changed details written; new ones are inserted whole (a concurrent insert of the same
-    customer fails the unique key and the batch is retried)."""
-    wanted: dict[tuple[int, str], _Prepared] = {}
-    for item in prepared:
-        wanted[(item.channel.pk, item.account_key)] = item  # the last delivery's details win
-    by_channel: dict[int, list[str]] = defaultdict(list)
-    for channel_id, key in wanted:
-        by_channel[channel_id].append(key)
-    found: dict[tuple[int, str], Customer] = {}
-    for channel_id, keys in by_channel.items():
-        rows = (
-            Customer.objects.select_for_update()
-            .filter(channel_id=channel_id, account_key__in=keys)
-            .order_by("pk")
-        )
-        for customer in rows:
-            found[(channel_id, customer.account_key)] = customer
+_CUSTOMER_UPSERT = """
+INSERT INTO {table} (channel_id, account_key, account_id, name, phone, phone_home_city,
+                     account_created_at, is_vip, order_count, first_order_at, last_order_at)
+VALUES {rows}
+ON CONFLICT (channel_id, account_key) DO UPDATE SET
+  account_id = CASE WHEN excluded.account_id <> '' THEN excluded.account_id ELSE {table}.account_id END,
+  name = CASE WHEN excluded.name <> '' THEN excluded.name ELSE {table}.name END,
+  phone = CASE WHEN excluded.phone <> '' THEN excluded.phone ELSE {table}.phone END,
+  phone_home_city = CASE WHEN excluded.phone_home_city <> ''
+                         THEN excluded.phone_home_city ELSE {table}.phone_home_city END,
+  account_created_at = COALESCE(excluded.account_created_at, {table}.account_created_at),
+  is_vip = ({table}.is_vip OR excluded.is_vip),
+  order_count = {table}.order_count + excluded.order_count,
+  first_order_at = COALESCE({table}.first_order_at, excluded.first_order_at),
+  last_order_at = CASE WHEN excluded.order_count > 0
+                       THEN excluded.last_order_at ELSE {table}.last_order_at END
+RETURNING id, account_key, account_id, account_created_at, order_count
+"""
 
-    changed: list[Customer] = []
-    new: list[Customer] = []
-    for key, item in wanted.items():
-        c = item.customer
-        details = {
-            "account_id": c["account_id"],
-            "name": c["name"].strip(),
-            "phone": c["phone_e164"],
-            "phone_home_city": c["phone_city"],
-            "account_created_at": c["account_created_at"],
-        }
-        customer = found.get(key)
-        if customer is None:
+
+def _upsert_customers(
+    stored: list[tuple[_Prepared, str, Order]], *, now: datetime
+) -> dict[tuple[int, str], Customer]:
+    """One customer row per (channel, account key), written in one INSERT … ON CONFLICT DO
+    UPDATE per channel (PostgreSQL and SQLite alike): details the delivery has win, empty ones
+    keep what we hold, and the count of new orders is added by the database on the locked row.
+    Each returned customer carries `_orders_before` for the returning-customer mark."""
+    wanted: dict[tuple[int, str], _Prepared] = {}
+    new_orders: dict[tuple[int, str], int] = defaultdict(int)
+    for item, status, _order in stored:
+        key = (item.channel.pk, item.account_key)
+        wanted[key] = item  # the last delivery's details win
+        if status == "created":
+            new_orders[key] += 1
+    fields = {f.name: f for f in Customer._meta.fields}
+
+    def prep(name: str, value: Any) -> Any:
+        return fields[name].get_db_prep_save(value, connection)
+
+    found: dict[tuple[int, str], Customer] = {}
+    table = connection.ops.quote_name(Customer._meta.db_table)
+    by_channel: dict[int, list[tuple[int, str]]] = defaultdict(list)
+    for key in sorted(wanted):  # a fixed order: concurrent batches lock rows alike
+        by_channel[key[0]].append(key)
+    for channel_id, keys in by_channel.items():
+        params: list[Any] = []
+        for key in keys:
+            c = wanted[key].customer
+            count = new_orders.get(key, 0)
+            params += [
+                channel_id, key[1], c["account_id"], c["name"].strip(), c["phone_e164"], c["phone_city"],
+                prep("account_created_at", c["account_created_at"]), c["is_vip"], count,
+                prep("first_order_at", now), prep("last_order_at", now),
+            ]  # fmt: skip
+        rows = ", ".join(["(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"] * len(keys))
+        with connection.cursor() as cursor:
+            cursor.execute(_CUSTOMER_UPSERT.format(table=table, rows=rows), params)
+            returned = cursor.fetchall()
+        for pk, account_key, account_id, account_created_at, order_count in returned:
+            if isinstance(account_created_at, str):  # SQLite returns text
+                account_created_at = fields["account_created_at"].to_python(account_created_at)
+            key = (channel_id, account_key)
             customer = Customer(
-                channel_id=key[0], account_key=key[1], is_vip=c["is_vip"], first_order_at=now, **details
-            )
-            customer._orders_before = 0
-            new.append(customer)
+                pk=pk, channel_id=channel_id, account_key=account_key, account_id=account_id,
+                account_created_at=account_created_at, order_count=order_count,
+            )  # fmt: skip
+            customer._orders_before = order_count - new_orders.get(key, 0)
             found[key] = customer
-            continue
-        customer._orders_before = customer.order_count
-        dirty = False
-        for name, value in details.items():
-            if value and getattr(customer, name) != value:
-                setattr(customer, name, value)
-                dirty = True
-        if c["is_vip"] and not customer.is_vip:
-            customer.is_vip = dirty = True
-        if dirty:
-            changed.append(customer)
-    if new:
-        Customer.objects.bulk_create(new)
-    if changed:
-        Customer.objects.bulk_update(
-            changed, ["account_id", "name", "phone", "phone_home_city", "account_created_at", "is_vip"]
-        )
     return found
 
 
-def _count_customer_orders(customers: dict[tuple[int, str], Customer], *, now: datetime) -> None:
-    """Add this batch's new orders to each customer's count: one UPDATE per distinct increment
-    (almost always one), F() so the database adds, on rows we hold locked."""
-    by_increment: dict[int, list[int]] = defaultdict(list)
-    for customer in customers.values():
-        added = customer._orders_before - customer.order_count
-        if added:
-            by_increment[added].append(customer.pk)
-    for added, ids in by_increment.items():
-        Customer.objects.filter(pk__in=ids).update(order_count=F("order_count") + added, last_order_at=now)
+_TAG_RESERVE = """
+INSERT INTO {table} (channel_id, day, last) VALUES (%s, %s, %s)
+ON CONFLICT (channel_id, day) DO UPDATE SET last = {table}.last + excluded.last
+RETURNING last
+"""
 
 
 def _assign_tags(orders: list[Order], *, now: datetime) -> None:
-    """JD-20251222-001: per channel and local day, numbers reserved under a row lock."""
+    """JD-20251222-001: per channel and local day, numbers reserved in one upsert whose row
+    lock serialises concurrent reservations (PostgreSQL and SQLite alike)."""
     if not orders:
         return
     day = timezone.localdate(now)
     by_channel: dict[int, list[Order]] = defaultdict(list)
     for order in orders:
         by_channel[order.channel_id].append(order)
+    table = connection.ops.quote_name(TagSequence._meta.db_table)
+    day_value = TagSequence._meta.get_field("day").get_db_prep_save(day, connection)
     for channel_id, group in sorted(by_channel.items()):
-        TagSequence.objects.get_or_create(channel_id=channel_id, day=day)
-        TagSequence.objects.filter(channel_id=channel_id, day=day).update(last=F("last") + len(group))
-        last = TagSequence.objects.get(channel_id=channel_id, day=day).last
+        with connection.cursor() as cursor:
+            cursor.execute(_TAG_RESERVE.format(table=table), [channel_id, day_value, len(group)])
+            last = cursor.fetchone()[0]
         first = last - len(group) + 1
         prefix = group[0].channel.tag_prefix
         for offset, order in enumerate(group):
