@@ -34,7 +34,9 @@ class UserFactory(factory.django.DjangoModelFactory):
     @factory.post_generation
     def roles(self, create: bool, extracted: list[str] | None, **kwargs: object) -> None:
         if create and extracted:
-            self.groups.add(*Group.objects.filter(name__in=extracted))
+            # get_or_create: a transactional test before this one may have flushed the groups
+            # the data migration made.
+            self.groups.add(*(Group.objects.get_or_create(name=name)[0] for name in extracted))
         if create:
             self.save()
 
