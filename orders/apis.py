@@ -24,6 +24,7 @@ from orders.serializers import (
     OrderInSerializer,
     OrderOutSerializer,
     TransitionInSerializer,
+    reusable,
 )
 from orders.states import IllegalTransition, Role, RoleMayNotTransition, TransitionError
 
@@ -112,7 +113,7 @@ class OrderListCreateApi(ListAPIView):
         # Whoever delivered the order sees what was stored, whatever their reading rights.
         order = result.order
         code = status.HTTP_201_CREATED if result.status == "created" else status.HTTP_200_OK
-        response = Response(OrderOutSerializer(order).data, status=code)
+        response = Response(reusable(OrderOutSerializer).to_representation(order), status=code)
         response["X-Paidan-Ingest"] = (
             result.status if not result.reason else f"{result.status}; {result.reason}"
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from datetime import UTC, datetime
 from decimal import Decimal
 
@@ -10,6 +11,25 @@ from rest_framework import serializers
 
 from orders.models import Order, OrderEvent
 from orders.normalize import external_id_problem, normalize_external_id
+
+_reusable: dict[type, serializers.Serializer] = {}
+_reusable_lock = threading.Lock()
+
+
+def reusable(serializer_class: type[serializers.Serializer]) -> serializers.Serializer:
+    """One unbound instance per class and process. Building DRF's field tree costs more than
+    validating or rendering one order; `run_validation` and `to_representation` keep no state
+    on the instance, so it is shared as DRF's own ListSerializer shares its child. (Under
+    daphne every request runs on a new thread, so a per-thread cache would never hit.)"""
+    instance = _reusable.get(serializer_class)
+    if instance is None:
+        with _reusable_lock:
+            instance = _reusable.get(serializer_class)
+            if instance is None:
+                instance = serializer_class()
+                instance.fields  # noqa: B018 - build the field tree once, before sharing
+                _reusable[serializer_class] = instance
+    return instance
 
 
 class SourceDateTimeField(serializers.DateTimeField):

@@ -17,7 +17,7 @@ from rest_framework import serializers
 from orders import normalize as norm
 from orders.actors import Actor
 from orders.models import Channel, Customer, Order, OrderEvent, TagSequence
-from orders.serializers import OrderInSerializer
+from orders.serializers import OrderInSerializer, reusable
 from orders.sla import due_at_for
 from orders.states import Role, Stage, TransitionError, check_transition
 
@@ -79,12 +79,10 @@ class IngestResult:
 
 def validate_order_payload(payload: Any) -> tuple[dict | None, dict]:
     """(validated data, {}) or (None, errors). The one validation every way in uses."""
-    return _validate(OrderInSerializer(), payload)
+    return _validate(reusable(OrderInSerializer), payload)
 
 
 def _validate(serializer: OrderInSerializer, payload: Any) -> tuple[dict | None, dict]:
-    """Validate with a reused serializer: building DRF's field tree costs more than the
-    validation itself, so a batch builds it once (as DRF's ListSerializer does)."""
     if not isinstance(payload, dict):
         return None, {"non_field_errors": ["Each order must be a JSON object."]}
     try:
@@ -194,7 +192,7 @@ def order_ingest_batch(
     """
     results: list[IngestResult | None] = [None] * len(payloads)
     valid: list[tuple[int, dict]] = []
-    serializer = OrderInSerializer()
+    serializer = reusable(OrderInSerializer)
     for index, payload in enumerate(payloads):
         if channel is not None and isinstance(payload, dict):
             payload = {**payload, "channel": channel.code}

@@ -54,3 +54,13 @@ def api_as(make_user):
 def _in_memory_channel_layer(settings):
     # Unit tests push to an in-memory layer; the end-to-end tests start daphne on real Redis.
     settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+
+
+def pytest_collection_modifyitems(items):
+    """Every transactional test must use serialized_rollback: one that flushes without it
+    lets post_migrate re-create content types, and the next serialized test then fails to
+    reload its snapshot (a failure that depends on test order)."""
+    for item in items:
+        marker = item.get_closest_marker("django_db")
+        if marker and marker.kwargs.get("transaction") and not marker.kwargs.get("serialized_rollback"):
+            raise pytest.UsageError(f"{item.nodeid}: transactional tests need serialized_rollback=True")

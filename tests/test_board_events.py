@@ -66,3 +66,35 @@ def test_a_failing_channel_layer_never_fails_the_write(settings, api, jd, django
     assert response.status_code == 201
     assert Order.objects.count() == 1
     publish_orders_changed([])  # nothing to send is a no-op
+
+
+def test_on_redis_the_background_sender_delivers_every_id(settings):
+    """The request hands ids over and returns; the sender coalesces what piles up."""
+    import os
+    import time
+
+    from channels.layers import channel_layers
+
+    settings.CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": [{"address": os.environ["REDIS_URL"], "socket_timeout": None}]},
+        }
+    }
+    channel_layers.backends.clear()
+    try:
+        layer = get_channel_layer()
+        channel = async_to_sync(layer.new_channel)()
+        async_to_sync(layer.group_add)(board_group(), channel)
+        for start in range(0, 1200, 3):
+            publish_orders_changed([start, start + 1, start + 2])
+        seen: set[int] = set()
+        deadline = time.monotonic() + 5
+        while len(seen) < 1200 and time.monotonic() < deadline:
+            message = async_to_sync(layer.receive)(channel)
+            assert message["type"] == ORDERS_CHANGED and len(message["ids"]) <= MAX_IDS_PER_MESSAGE
+            seen.update(message["ids"])
+        assert seen == set(range(1200))
+        async_to_sync(layer.group_discard)(board_group(), channel)
+    finally:
+        channel_layers.backends.clear()
