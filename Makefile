@@ -19,7 +19,7 @@ $(STAMP): requirements.txt requirements-dev.txt
 	touch $(STAMP)
 
 messages: $(STAMP)
-	@if command -v msgfmt >/dev/null; then $(PY) manage.py compilemessages -v0 --ignore=.venv; \
+	@if command -v msgfmt >/dev/null; then DATABASE_URL= REDIS_URL= $(PY) manage.py compilemessages -v0 --ignore=.venv; \
 	else echo "msgfmt not found (Debian: apt-get install gettext): pages stay in English"; fi
 
 # The embedded default: SQLite, in-process Celery worker + beat, in-memory channel layer.

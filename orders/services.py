@@ -7,6 +7,7 @@ import logging
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from django.db import IntegrityError, connection, transaction
@@ -34,14 +35,6 @@ DATA_FLAGS = frozenset(
         norm.FLAG_AMOUNT_MISMATCH,
     }
 )
-
-# Fields a newer delivery from the source may change; stage, owner and due time are ours.
-SOURCE_FIELDS = (
-    "customer_name", "customer_phone", "customer_phone_raw", "customer_phone_city", "is_vip",
-    "address", "province", "city", "district", "adcode", "latitude", "longitude", "items",
-    "amount", "currency", "coupon_code", "note", "category", "urgency", "kind", "client_ip",
-    "device_id", "card_fingerprint", "source_created_at", "source_updated_at",
-)  # fmt: skip
 
 
 class OrderNotFound(Exception):
@@ -75,11 +68,6 @@ class IngestResult:
         if self.errors:
             out["errors"] = self.errors
         return out
-
-
-def validate_order_payload(payload: Any) -> tuple[dict | None, dict]:
-    """(validated data, {}) or (None, errors). The one validation every way in uses."""
-    return _validate(reusable(OrderInSerializer), payload)
 
 
 def _validate(serializer: OrderInSerializer, payload: Any) -> tuple[dict | None, dict]:
@@ -125,8 +113,6 @@ def _prepare(index: int, data: dict, channel: Channel) -> _Prepared:
     if not items:
         flags.append(norm.FLAG_NO_ITEMS)
     else:
-        from decimal import Decimal
-
         total = sum((Decimal(i["price"]) * i["qty"] for i in items), Decimal("0"))
         # Coupons and shipping make the amount differ; only a larger amount is suspicious.
         if total and data["amount"] > total * 2:
@@ -386,7 +372,7 @@ def _apply_source_values(order: Order, item: _Prepared) -> dict:
     diff: dict[str, list] = {}
     for name, new in item.values.items():
         old = getattr(order, name)
-        if old != new and not (name == "amount" and old is not None and new is not None and old == new):
+        if old != new:
             diff[name] = [_jsonable(old), _jsonable(new)]
             setattr(order, name, new)
     kept = [f for f in order.flags if f not in DATA_FLAGS]
