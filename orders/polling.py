@@ -105,6 +105,14 @@ def polling_channel_by_code(code: str) -> Channel:
     return channel
 
 
+def polling_channels_chosen(code: str | None) -> list[Channel]:
+    """What a command was asked for: the channel `code`, or every polling channel.
+    ValueError saying why when `code` cannot be polled."""
+    if code:
+        return [polling_channel_by_code(code)]
+    return list(polling_channels())
+
+
 def channel_claim_due(*, now: datetime | None = None, limit: int = 200) -> list[tuple[int, datetime]]:
     """Claim every due polling channel by pushing its `poll_next_at` to a lease; rows another
     worker holds are skipped. Returns (channel id, lease) to hand to `channel_poll(claim=…)`."""

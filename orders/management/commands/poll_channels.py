@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.core.management.base import BaseCommand, CommandError
 from django.utils.translation import gettext as _
 
-from orders.polling import PollStatus, channel_poll, polling_channel_by_code, polling_channels
+from orders.polling import PollStatus, channel_poll, polling_channels_chosen
 
 
 class Command(BaseCommand):
@@ -15,16 +15,13 @@ class Command(BaseCommand):
         parser.add_argument("--channel", help="Code of the one channel to poll.")
 
     def handle(self, *args, **options):
-        if options["channel"]:
-            try:
-                channels = [polling_channel_by_code(options["channel"])]
-            except ValueError as exc:
-                raise CommandError(str(exc)) from exc
-        else:
-            channels = list(polling_channels())
-            if not channels:
-                self.stdout.write(_("No active channel has a poll URL."))
-                return
+        try:
+            channels = polling_channels_chosen(options["channel"])
+        except ValueError as exc:
+            raise CommandError(str(exc)) from exc
+        if not channels:
+            self.stdout.write(_("No active channel has a poll URL."))
+            return
         failed = 0
         for channel in channels:
             run = channel_poll(channel_id=channel.pk, force=True)

@@ -8,7 +8,7 @@ import json
 from django.core.management.base import BaseCommand, CommandError
 from django.utils.translation import gettext as _
 
-from orders.polling import polling_channel_by_code, polling_channels, reconcile_channel
+from orders.polling import polling_channels_chosen, reconcile_channel
 
 
 class Command(BaseCommand):
@@ -24,16 +24,13 @@ class Command(BaseCommand):
         hours = options["hours"]
         if not 1 <= hours <= 24 * 31:
             raise CommandError(_("--hours must be between 1 and 744 (31 days)."))
-        if options["channel"]:
-            try:
-                channels = [polling_channel_by_code(options["channel"])]
-            except ValueError as exc:
-                raise CommandError(str(exc)) from exc
-        else:
-            channels = list(polling_channels())
-            if not channels:
-                self.stdout.write(_("No active channel has a poll URL."))
-                return
+        try:
+            channels = polling_channels_chosen(options["channel"])
+        except ValueError as exc:
+            raise CommandError(str(exc)) from exc
+        if not channels:
+            self.stdout.write(_("No active channel has a poll URL."))
+            return
         failed = 0
         for channel in channels:
             run = reconcile_channel(channel_id=channel.pk, hours=hours)
