@@ -57,10 +57,12 @@ def _in_memory_channel_layer(settings):
 
 
 def pytest_collection_modifyitems(items):
-    """Every transactional test must use serialized_rollback: one that flushes without it
-    lets post_migrate re-create content types, and the next serialized test then fails to
-    reload its snapshot (a failure that depends on test order)."""
+    """No test may use serialized_rollback. Whether a flush re-runs post_migrate depends on an
+    attribute of the thread's (context-local) connection, and inside Playwright's event loop
+    the teardown sees another connection: the flush re-creates content types and the next
+    serialized test fails to reload its snapshot, depending on test order. Transactional
+    tests start from an empty database instead (factories create the role groups)."""
     for item in items:
         marker = item.get_closest_marker("django_db")
-        if marker and marker.kwargs.get("transaction") and not marker.kwargs.get("serialized_rollback"):
-            raise pytest.UsageError(f"{item.nodeid}: transactional tests need serialized_rollback=True")
+        if marker and marker.kwargs.get("serialized_rollback"):
+            raise pytest.UsageError(f"{item.nodeid}: do not use serialized_rollback (see tests/conftest.py)")

@@ -33,8 +33,8 @@ from tests.fakes.marketplace import FakeMarketplace
 # Transactional, every one: what a test writes is committed for its subprocesses to see, and
 # pytest-django then runs this module's tests together in file order, so the embedded server
 # counts down to its first beat tick (60 s) while the production-shape tests run. The flush
-# after each test empties the role groups a data migration made; serialized_rollback reloads them.
-pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
+# after each test empties the role groups a data migration made; the user factory makes them.
+pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent

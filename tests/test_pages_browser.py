@@ -22,7 +22,7 @@ from orders.services import order_ingest_batch, order_transition
 from orders.states import Role
 from tests.factories import PASSWORD, ChannelFactory, UserFactory, order_payload
 
-pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
+pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
 T = TypeVar("T")
 CHROMIUM = "/usr/bin/chromium"

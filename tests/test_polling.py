@@ -370,7 +370,7 @@ def test_a_long_backlog_stops_at_the_page_limit_and_continues_on_the_next_tick(
     assert close_to(reload(mall).poll_next_at, timezone.now() + timedelta(minutes=10))
 
 
-@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+@pytest.mark.django_db(transaction=True)
 def test_two_polls_of_one_channel_never_run_at_once(market):
     mall = ChannelFactory(
         code="mall",

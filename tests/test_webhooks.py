@@ -151,7 +151,7 @@ def test_channel_field_mapping_turns_their_json_into_ours(client):
     assert order.tag.startswith("DY-")
 
 
-@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+@pytest.mark.django_db(transaction=True)
 def test_same_event_delivered_fifty_times_concurrently_is_one_order(jd):
     body = _body()
     ts = str(int(time.time()))
@@ -181,7 +181,7 @@ def test_same_event_delivered_fifty_times_concurrently_is_one_order(jd):
     assert Order.objects.count() == 1 and OrderEvent.objects.count() == 1
 
 
-@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+@pytest.mark.django_db(transaction=True)
 def test_different_events_for_one_order_concurrently_stay_one_order(jd):
     """Fifty distinct event ids for the same order race on the order's unique key."""
     start = threading.Barrier(20)
