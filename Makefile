@@ -24,7 +24,7 @@ messages: $(STAMP)
 
 # The embedded default: SQLite, in-process Celery worker + beat, in-memory channel layer.
 run: $(STAMP) messages
-	@mkdir -p var
+	@mkdir -p var/staticfiles
 	env -u DATABASE_URL -u REDIS_URL $(PY) manage.py migrate -v0
 	env -u DATABASE_URL -u REDIS_URL $(PY) manage.py load_demo
 	env -u DATABASE_URL -u REDIS_URL $(PY) manage.py serve --port $(PORT)
