@@ -283,7 +283,9 @@ def production_env(transactional_db) -> dict[str, str]:
     """The environment of a production process pointed at this test's database and Redis.
     transactional_db: what the test writes is committed, so the subprocess sees it."""
     if connection.vendor != "postgresql" or not os.environ.get("REDIS_URL"):
-        pytest.skip("the production shape needs DATABASE_URL (PostgreSQL) and REDIS_URL")
+        pytest.fail(
+            "the production shape needs DATABASE_URL (PostgreSQL) and REDIS_URL: run it through `make test`"
+        )
     db = connection.settings_dict
     auth = quote(db["USER"] or "postgres", safe="")
     if db["PASSWORD"]:
