@@ -210,3 +210,12 @@ def test_different_events_for_one_order_concurrently_stay_one_order(jd):
     order = Order.objects.get()
     # Timestamp wins whatever the arrival order: the newest delivery's time is stored.
     assert order.source_updated_at.second == 19
+
+
+@pytest.mark.django_db
+def test_ten_megabyte_webhook_body_is_413_and_nothing_stored(client, jd):
+    body = _body(note="x" * (10 * 1024 * 1024))
+    response = _post(client, "jd", body)
+    assert response.status_code == 413
+    assert response.json()["code"] == "too_large"
+    assert _nothing_stored()
