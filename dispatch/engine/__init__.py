@@ -1,0 +1,1 @@
+"""The dispatch engine: pure decision code (no Django) over snapshots in `types`."""
