@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 
@@ -52,6 +53,11 @@ class Skill(models.Model):
         blank=True,
         help_text=_("Words in an order's category, note or a message that call for this skill."),
     )
+    wait_alert_seconds = models.PositiveIntegerField(
+        _("queue wait alert (seconds)"),
+        default=180,
+        help_text=_("Alert supervisors when an inquiry needing this skill has waited this long."),
+    )
 
     class Meta:
         verbose_name = _("skill")
@@ -91,6 +97,39 @@ class Agent(models.Model):
         related_name="supervised_agents",
         verbose_name=_("supervisor"),
     )
+    dedicated_channels = models.ManyToManyField(
+        "orders.Channel",
+        blank=True,
+        related_name="dedicated_agents",
+        verbose_name=_("dedicated channels"),
+        help_text=_("Channels this agent's team serves first (e.g. the JD team)."),
+    )
+    dedicated_customers = models.ManyToManyField(
+        "orders.Customer",
+        blank=True,
+        related_name="dedicated_agents",
+        verbose_name=_("dedicated customers"),
+        help_text=_("VIP customers this agent serves personally."),
+    )
+    status_changed_at = models.DateTimeField(_("status since"), null=True, blank=True)
+    last_offer_at = models.DateTimeField(_("last offer"), null=True, blank=True)
+
+    # The profile: recomputed from assignments and ratings when an order closes or a rating
+    # arrives (agent_profile_refresh); None until there is something to compute from.
+    avg_handling_minutes = models.FloatField(_("average handling time (minutes)"), null=True, blank=True)
+    good_rate_30d = models.FloatField(_("good ratings, 30 days"), null=True, blank=True)
+    good_rate_7d = models.FloatField(_("good ratings, 7 days"), null=True, blank=True)
+    on_time_rate = models.FloatField(_("on-time rate"), null=True, blank=True)
+    first_fix_rate = models.FloatField(_("first-time-fix rate"), null=True, blank=True)
+    acceptance_rate = models.FloatField(_("acceptance rate"), null=True, blank=True)
+    ratings_30d = models.PositiveIntegerField(_("ratings, 30 days"), default=0)
+    consecutive_exceptions = models.PositiveIntegerField(
+        _("consecutive exceptions"),
+        default=0,
+        help_text=_("Rejects, expired offers and going dark since the last accepted offer."),
+    )
+    quality_weight = models.FloatField(_("quality weight"), default=0.5)
+    profile_updated_at = models.DateTimeField(_("profile updated"), null=True, blank=True)
 
     class Meta:
         verbose_name = _("agent")
@@ -117,3 +156,46 @@ class AgentSkill(models.Model):
 
     def __str__(self) -> str:
         return f"{self.agent_id}:{self.skill_id}@{self.level}"
+
+
+class Rating(models.Model):
+    """A customer's rating of the work on one order, credited to the agent who owned it."""
+
+    order = models.OneToOneField("orders.Order", on_delete=models.PROTECT, related_name="rating")
+    agent = models.ForeignKey(Agent, on_delete=models.PROTECT, related_name="ratings")
+    score = models.PositiveSmallIntegerField(_("score"))
+    on_time = models.BooleanField(_("on time"), null=True, blank=True)
+    fixed_first_time = models.BooleanField(_("fixed first time"), null=True, blank=True)
+    created_at = models.DateTimeField(_("rated at"), default=timezone.now)
+
+    class Meta:
+        verbose_name = _("rating")
+        verbose_name_plural = _("ratings")
+        constraints = [
+            models.CheckConstraint(condition=Q(score__gte=1, score__lte=5), name="rating_score_1_5")
+        ]
+        indexes = [models.Index(fields=["agent", "created_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.order_id}: {self.score}"
+
+
+class PerformanceRecord(models.Model):
+    """A line in an agent's performance file, e.g. the L3 escalation after 3 exceptions."""
+
+    class Kind(models.TextChoices):
+        CONSECUTIVE_EXCEPTIONS = "consecutive_exceptions", _("Consecutive exceptions")
+
+    agent = models.ForeignKey(Agent, on_delete=models.PROTECT, related_name="performance_records")
+    kind = models.CharField(_("kind"), max_length=30, choices=Kind.choices)
+    at = models.DateTimeField(_("at"), default=timezone.now)
+    count = models.PositiveIntegerField(_("count"), default=0)
+    detail = models.TextField(_("detail"), blank=True)
+
+    class Meta:
+        verbose_name = _("performance record")
+        verbose_name_plural = _("performance records")
+        ordering = ["-at"]
+
+    def __str__(self) -> str:
+        return f"{self.agent_id} {self.kind} {self.at:%Y-%m-%d}"

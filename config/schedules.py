@@ -4,6 +4,18 @@ embedded scheduler run exactly this."""
 from celery.schedules import crontab
 
 BEAT_SCHEDULE: dict[str, dict] = {
+    "sweep-dispatch-pool": {
+        # Events trigger matching at once; this repairs what a lost task or message missed
+        # and expires offers whose countdown ran out.
+        "task": "dispatch.tasks.sweep_pool_task",
+        "schedule": 5.0,
+        "options": {"expires": 5.0},
+    },
+    "refresh-agent-profiles": {
+        # Profiles update on every close and rating; the nightly run slides the 7/30-day windows.
+        "task": "dispatch.tasks.refresh_agent_profiles_task",
+        "schedule": crontab(hour=2, minute=15),
+    },
     "poll-channels": {
         # Each channel has its own interval (default 10 minutes); this tick finds the due ones.
         "task": "orders.tasks.poll_due_channels_task",

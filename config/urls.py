@@ -13,6 +13,7 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
     path("api/", include("orders.urls")),
+    path("api/", include("dispatch.urls")),
     path("hooks/<slug:channel_code>/", receive_webhook, name="webhook"),
     path("", include("dashboards.urls")),
 ]

@@ -14,16 +14,23 @@ from typing import TypedDict
 from asgiref.sync import async_to_sync
 from channels.layers import InMemoryChannelLayer, get_channel_layer
 
-from dashboards.groups import board_group
+from dashboards.groups import agent_group, board_group
 
 logger = logging.getLogger(__name__)
 
 ORDERS_CHANGED = "orders.changed"
+AGENT_CHANGED = "agent.changed"
 
 
 class OrdersChanged(TypedDict):
     type: str  # "orders.changed"
     ids: list[int]
+
+
+class AgentChanged(TypedDict):
+    """An agent's offers, orders or inquiries changed: their queue page re-fetches."""
+
+    type: str  # "agent.changed"
 
 
 # A burst of 10,000 ingested orders becomes a handful of messages, not 10,000.
@@ -57,37 +64,66 @@ def publish_orders_changed(order_ids: list[int]) -> None:
     _sender().submit(order_ids)
 
 
+def publish_agent_changed(agent_ids: list[int]) -> None:
+    """Tell each agent's open queue pages to re-fetch. Never raises (see above)."""
+    layer = get_channel_layer()
+    if layer is None or not agent_ids:
+        return
+    if isinstance(layer, InMemoryChannelLayer):
+        try:
+            for agent_id in agent_ids:
+                async_to_sync(layer.group_send)(agent_group(agent_id), AgentChanged(type=AGENT_CHANGED))
+        except Exception:
+            logger.warning("agent push failed for %d agents", len(agent_ids), exc_info=True)
+        return
+    _sender().submit_agents(agent_ids)
+
+
 class _BoardSender:
     """One daemon thread per process with its own event loop; drains everything queued
     into as few group sends as possible."""
 
     def __init__(self) -> None:
-        self._queue: queue.SimpleQueue[list[int]] = queue.SimpleQueue()
+        # ("orders", ids) or ("agents", ids)
+        self._queue: queue.SimpleQueue[tuple[str, list[int]]] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="board-sender", daemon=True)
         self._thread.start()
 
     def submit(self, order_ids: list[int]) -> None:
-        self._queue.put(list(order_ids))
+        self._queue.put(("orders", list(order_ids)))
+
+    def submit_agents(self, agent_ids: list[int]) -> None:
+        self._queue.put(("agents", list(agent_ids)))
 
     def _run(self) -> None:
         loop = asyncio.new_event_loop()
         while True:
-            ids = self._queue.get()
+            pending = {"orders": [], "agents": []}
+            kind, ids = self._queue.get()
+            pending[kind].extend(ids)
             while True:
                 try:
-                    ids.extend(self._queue.get_nowait())
+                    kind, ids = self._queue.get_nowait()
                 except queue.Empty:
                     break
+                pending[kind].extend(ids)
+            orders = list(dict.fromkeys(pending["orders"]))
+            agents = list(dict.fromkeys(pending["agents"]))
             try:
-                loop.run_until_complete(self._send(list(dict.fromkeys(ids))))
-            except Exception:  # Redis down: orders are stored; boards catch up on reconnect.
-                logger.warning("board push failed for %d orders", len(ids), exc_info=True)
+                loop.run_until_complete(self._send(orders, agents))
+            except Exception:  # Redis down: orders are stored; pages catch up on reconnect.
+                logger.warning(
+                    "push failed for %d orders, %d agents", len(orders), len(agents), exc_info=True
+                )
 
     @staticmethod
-    async def _send(ids: list[int]) -> None:
+    async def _send(order_ids: list[int], agent_ids: list[int]) -> None:
         layer = get_channel_layer()
-        for message in _messages(ids):
-            await layer.group_send(board_group(), message)
+        if order_ids:
+            for message in _messages(order_ids):
+                await layer.group_send(board_group(), message)
+        for agent_id in agent_ids:
+            await layer.group_send(agent_group(agent_id), AgentChanged(type=AGENT_CHANGED))
 
 
 _sender_lock = threading.Lock()

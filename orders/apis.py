@@ -13,6 +13,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 from rest_framework.views import exception_handler as drf_exception_handler
 
+from dispatch import services as dispatch_services
 from orders import selectors, services
 from orders.actors import roles_of, user_actor
 from orders.models import Order
@@ -39,6 +40,8 @@ _DOMAIN_STATUS: list[tuple[type[Exception], int]] = [
     (IllegalTransition, status.HTTP_409_CONFLICT),
     (TransitionError, status.HTTP_409_CONFLICT),
     (services.OrderNotFound, status.HTTP_404_NOT_FOUND),
+    (dispatch_services.AssignmentNotFound, status.HTTP_404_NOT_FOUND),
+    (dispatch_services.NotAnAgent, status.HTTP_403_FORBIDDEN),
     (Order.DoesNotExist, status.HTTP_404_NOT_FOUND),
 ]
 

@@ -15,12 +15,13 @@ from django.db.models import F
 from django.utils import timezone
 from rest_framework import serializers
 
+from dispatch import services as dispatch_services
 from orders import normalize as norm
 from orders.actors import Actor
 from orders.models import Channel, Customer, Order, OrderEvent, TagSequence
 from orders.serializers import OrderInSerializer, reusable
 from orders.sla import due_at_for
-from orders.states import Role, Stage, TransitionError, check_transition
+from orders.states import TERMINAL_STAGES, Role, Stage, TransitionError, check_transition
 
 logger = logging.getLogger(__name__)
 
@@ -288,6 +289,8 @@ def _store_valid(valid: list[tuple[int, dict]], *, actor: Actor) -> list[IngestR
             customer._orders_before += 1
     _assign_tags(list(new_orders.values()), now=now)
     Order.objects.bulk_create(list(new_orders.values()))
+    # In the same transaction: an accepted order is always in the pool or with an owner.
+    dispatch_services.pool_add_orders(orders=list(new_orders.values()), now=now)
 
     for order in new_orders.values():
         events.append(
@@ -550,6 +553,10 @@ def order_transition(*, order_id: int, to: str, actor: Actor, reason: str = "") 
     _event(
         order, actor, OrderEvent.Kind.TRANSITION, at=now, from_stage=current, to_stage=target, reason=reason
     ).save()
+    if target in TERMINAL_STAGES:
+        dispatch_services.dispatch_order_closed(order=order, now=now)
+    elif target == Stage.PENDING_REVIEW and current == Stage.QUARANTINED:
+        dispatch_services.dispatch_order_reopened(order=order, now=now)
     _after_commit_push([order.pk])
     return order
 

@@ -77,3 +77,49 @@ def order_payload(**overrides: object) -> dict:
         else:
             payload[key] = value
     return payload
+
+
+class SkillFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = "agents.Skill"
+        django_get_or_create = ("code",)
+
+    code = factory.Sequence(lambda n: f"skill{n}")
+    name = factory.LazyAttribute(lambda o: o.code)
+    keywords = factory.LazyAttribute(lambda o: [o.code])
+
+
+class RegionFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = "agents.Region"
+        django_get_or_create = ("code",)
+
+    code = factory.Sequence(lambda n: f"region{n}")
+    name = factory.LazyAttribute(lambda o: o.code)
+    provinces = factory.LazyFunction(list)
+
+
+class AgentFactory(factory.django.DjangoModelFactory):
+    """An online agent with a user in the agent group. `skills={"code": level}`,
+    `regions=[Region]`."""
+
+    class Meta:
+        model = "agents.Agent"
+        skip_postgeneration_save = True
+
+    user = factory.SubFactory(UserFactory, roles=["agent"])
+    display_name = factory.LazyAttribute(lambda o: o.user.username)
+    status = "online"
+    capacity = 5
+
+    @factory.post_generation
+    def skills(self, create: bool, extracted: dict[str, int] | None, **kwargs: object) -> None:
+        from agents.models import AgentSkill
+
+        for code, level in (extracted or {}).items():
+            AgentSkill.objects.create(agent=self, skill=SkillFactory(code=code), level=level)
+
+    @factory.post_generation
+    def regions(self, create: bool, extracted: list | None, **kwargs: object) -> None:
+        if extracted:
+            self.regions.add(*extracted)

@@ -430,8 +430,10 @@ def test_daphne_reuses_pooled_database_connections(daphne):
 @pytest.fixture
 def not_eager(settings) -> Iterator[None]:
     """Enqueue for real in this test process, whatever CELERY_TASK_ALWAYS_EAGER says."""
-    settings.CELERY_TASK_ALWAYS_EAGER = False
+    # Read first: Celery loads its conf from the settings lazily, and reading it after the
+    # change would "restore" the changed value and leave every later test not eager.
     before = celery_app.conf.task_always_eager
+    settings.CELERY_TASK_ALWAYS_EAGER = False
     celery_app.conf.task_always_eager = False
     yield
     celery_app.conf.task_always_eager = before

@@ -33,3 +33,28 @@ def stage_label(code: str) -> str:
         return STAGE_LABELS[Stage(code)]
     except ValueError:
         return code
+
+
+CRITERION_LABELS = {
+    "urgency": _("Urgency"),
+    "proximity": _("Proximity"),
+    "skill": _("Skill match"),
+    "load": _("Load"),
+    "quality": _("Quality"),
+    "returning": _("Served this customer before"),
+    "vip": _("VIP's dedicated agent"),
+    "channel_team": _("Channel's team"),
+    "round_robin": _("Round robin turn"),
+    "weighted": _("Fixed share"),
+}
+
+
+@register.filter
+def criterion_label(code: str) -> str:
+    return CRITERION_LABELS.get(code, code)
+
+
+@register.filter
+def sorted_breakdown(breakdown: dict) -> list[tuple[str, float]]:
+    """A score breakdown, largest contribution first."""
+    return sorted(breakdown.items(), key=lambda kv: -abs(kv[1]))

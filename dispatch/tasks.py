@@ -1,0 +1,33 @@
+"""Celery tasks for dispatch: thin wrappers over the services, safe to run twice."""
+
+from __future__ import annotations
+
+from celery import shared_task
+
+from agents.services import agent_profiles_refresh_all
+from dispatch import services
+
+
+@shared_task(ignore_result=True)
+def dispatch_pool_task(retry: int = 0) -> dict:
+    """A matching round, asked for by an event (order ready, agent free, reject …). If other
+    rounds hold every waiting entry, the event that asked for this one may have come after
+    their snapshot (a slot freed meanwhile): try again shortly rather than wait for the sweep."""
+    report = services.dispatch_tick()
+    if report.busy and retry < 3:
+        dispatch_pool_task.apply_async(kwargs={"retry": retry + 1}, countdown=1)
+    return {"offered": report.offered, "waiting": report.waiting, "escalated": report.escalated}
+
+
+@shared_task(ignore_result=True)
+def sweep_pool_task() -> dict:
+    """The beat's repair round every few seconds: expires offers and matches whatever a lost
+    task left waiting, then checks inquiry queue waits."""
+    report = services.dispatch_tick()
+    alerts = services.queue_wait_alerts()
+    return {"expired": report.expired, "offered": report.offered, "alerts": alerts}
+
+
+@shared_task(ignore_result=True)
+def refresh_agent_profiles_task() -> int:
+    return agent_profiles_refresh_all()
