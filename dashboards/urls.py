@@ -1,6 +1,6 @@
 from django.urls import path
 
-from dashboards import imports_views, views
+from dashboards import imports_views, queue_views, views
 
 app_name = "dashboards"
 
@@ -12,4 +12,6 @@ urlpatterns = [
     path("imports/<int:job_id>/", imports_views.import_detail, name="import_detail"),
     path("imports/<int:job_id>/status.json", imports_views.import_status, name="import_status"),
     path("imports/<int:job_id>/errors.csv", imports_views.import_errors, name="import_errors"),
+    path("queue/", queue_views.agent_queue, name="agent_queue"),
+    path("dispatch/manual/", queue_views.manual_queue, name="manual_queue"),
 ]
