@@ -1,5 +1,6 @@
 """`manage.py bench ingest`: how fast orders come in through the real HTTP API, measured
-against a bare `bulk_create` of the same rows in the same run.
+against a bare `bulk_create` of the same rows in the same run. `manage.py bench dispatch`
+(dashboards.benchmarks.dispatch): seed 000's burst, the matcher, and smart vs round robin.
 
 It runs on PostgreSQL in a database of its own (`<name>_bench`, dropped and re-created each
 time, so real data is never touched), starts daphne on it as the Procfile does, and drives it
@@ -136,13 +137,15 @@ class OrderGenerator:
 
 class Command(BaseCommand):
     help = _(
-        "Benchmark order ingestion on PostgreSQL (needs DATABASE_URL): the batch API and the "
+        "Benchmark on PostgreSQL (needs DATABASE_URL). ingest: the batch API and the "
         "single-order API over real HTTP through daphne, against a bare bulk_create baseline. "
+        "dispatch (needs REDIS_URL too): a 500-order burst on 50 agents until every order is "
+        "offered or waits with a reason, the matcher on 1,000 x 200, smart vs round robin. "
         "Uses its own database <name>_bench, dropped and re-created on every run."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("what", choices=["ingest"], help=_("What to measure."))
+        parser.add_argument("what", choices=["ingest", "dispatch"], help=_("What to measure."))
         parser.add_argument("--json", action="store_true", help=_("Print one JSON object."))
         parser.add_argument("--runs", type=int, default=3, help=_("Runs; figures are medians."))
         parser.add_argument(
@@ -156,13 +159,19 @@ class Command(BaseCommand):
             type=int,
             default=0,
             metavar="N",
-            help=_("Also profile order_ingest_batch of N orders in this process and print the hot spots."),
+            help=_(
+                "Also profile, in this process, order_ingest_batch of N orders (ingest) or a burst "
+                "of N orders from ingest to the last matching round (dispatch), and print the hot spots."
+            ),
         )
 
     def handle(self, *args: object, **options: object) -> None:
         runs = int(options["runs"])
         batch_orders = int(options["batch_orders"])
         single_orders = int(options["single_orders"])
+        if options["what"] == "dispatch":
+            self._dispatch(runs=runs, as_json=bool(options["json"]), profile=int(options["profile"]))
+            return
         if runs < 1 or batch_orders < BATCH_SIZE or single_orders < SINGLE_CLIENTS:
             raise CommandError(
                 _(
@@ -240,6 +249,33 @@ class Command(BaseCommand):
             self.stdout.write(json.dumps(result, ensure_ascii=False))
         else:
             self._print_table(result)
+
+    def _dispatch(self, *, runs: int, as_json: bool, profile: int) -> None:
+        from dashboards.benchmarks import dispatch
+
+        if runs < 1:
+            raise CommandError(_("--runs must be at least 1."))
+        db = connections["default"].settings_dict
+        if settings.EMBEDDED or db["ENGINE"] != "django.db.backends.postgresql" or not settings.REDIS_URL:
+            raise CommandError(
+                _(
+                    "The dispatch benchmark runs on PostgreSQL and Redis: set DATABASE_URL (e.g. "
+                    "postgres://postgres@127.0.0.1:5432/paidan) and REDIS_URL. It creates and uses "
+                    "its own database <name>_bench and never touches <name>."
+                )
+            )
+        bench_db = f"{db['NAME']}_bench"
+        self._log(_("Preparing database %s …") % bench_db)
+        _recreate_database(db, bench_db)
+        _use_database(bench_db)
+        call_command("migrate", verbosity=0, interactive=False)
+        result = dispatch.run(
+            runs=runs, bench_db=bench_db, worker_env=_daphne_env(db, bench_db), profile=profile, log=self._log
+        )
+        if as_json:
+            self.stdout.write(json.dumps(result, ensure_ascii=False))
+        else:
+            self.stdout.write(dispatch.table(result))
 
     def _log(self, message: str) -> None:
         self.stderr.write(message)

@@ -1,0 +1,1 @@
+"""Benchmarks that `manage.py bench` runs, one module each, beside the command that drives them."""
