@@ -186,10 +186,14 @@ def match(
 
     shares = np.fromiter((policy.shares.get(a.id, 0.0) for a in agents), dtype=float, count=len(agents))
     policy_ok = np.ones((len(tasks), len(agents)), dtype=bool)
-    if HardFilter.SKILL in policy.filters:
-        policy_ok &= board.has_any_skill
     if HardFilter.AREA in policy.filters:
         policy_ok &= board.area_ok
+    if HardFilter.SKILL in policy.filters:
+        # Every skill the task calls for, when someone on the roster (in the area, not excluded,
+        # busy or not) holds them all: the task waits for them. A mixed order nobody covers
+        # whole goes to someone holding at least one rather than to the supervisor.
+        whole = board.has_skills & policy_ok & ~board.excluded
+        policy_ok &= np.where(whole.any(axis=1)[:, None], board.has_skills, board.has_any_skill)
     if HardFilter.CHANNEL_TEAM in policy.filters:
         policy_ok &= ~board.has_team[:, None] | board.member
     if policy.kind == PolicyKind.WEIGHTED:

@@ -39,7 +39,8 @@ class HardFilter(StrEnum):
     """Filters a policy may switch on. Online, free capacity and "never an agent who rejected
     or let this task expire" always apply."""
 
-    SKILL = "skill"  # the agent has at least one skill the task calls for (the score prefers all)
+    # Every skill the task calls for if anyone on the roster holds them all, else at least one.
+    SKILL = "skill"
     AREA = "area"  # the agent covers the task's region, or the task is within their radius
     CHANNEL_TEAM = "channel_team"  # if some agents are dedicated to the channel, only them
 

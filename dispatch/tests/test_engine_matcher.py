@@ -93,6 +93,17 @@ def test_a_task_needing_two_skills_prefers_an_agent_with_both_and_skips_one_with
     assert result.offers[0].skill_match is True
 
 
+def test_a_task_waits_for_the_busy_agent_who_has_every_skill_rather_than_a_partial_match():
+    agents = [
+        agent(1, skills={"ac": 5}),
+        agent(2, skills={"ac": 3, "heater": 3}, capacity=1, active=1),
+    ]
+
+    result = match([task(10, skills=frozenset({"ac", "heater"}))], agents, SMART, now=NOW)
+
+    assert reasons(result) == {10: WaitReason.ALL_AT_CAPACITY}
+
+
 def test_with_no_one_holding_every_skill_an_agent_with_one_of_them_takes_it():
     agents = [agent(1, skills={"ac": 5}), agent(2, skills={"plumbing": 5})]
 
