@@ -321,6 +321,7 @@ class Command(BaseCommand):
             missing = _missing(plan)
             if missing:
                 run_plan(missing, now=now)
+                _dispatch_now()
         elapsed = time.monotonic() - started
         if not missing and not any(created.values()):
             self.stdout.write(
@@ -951,6 +952,23 @@ def run_plan(plan: list[PlannedOrder], *, now: datetime) -> None:
         if index + 1 < len(planned.steps):
             nxt = planned.steps[index + 1]
             heapq.heappush(queue, (max(nxt.at, at), seq, index + 1, planned))
+
+
+def _dispatch_now() -> None:
+    """Match the pool as the running system would, and let online agents take about two
+    thirds of their offers: the board shows owners and each queue page keeps live offers."""
+    from dispatch.models import Assignment
+    from dispatch.services import assignment_accept, dispatch_tick
+
+    rng = random.Random(20251111)  # noqa: S311 - demo choices, not secrets
+    for _round in range(2):
+        dispatch_tick()
+        for offer in (
+            Assignment.objects.filter(state=Assignment.State.OFFERED).select_related("agent").order_by("pk")
+        ):
+            if rng.random() < 0.67:
+                assignment_accept(assignment_id=offer.pk, agent=offer.agent)
+    dispatch_tick()
 
 
 def _actors() -> dict[str, Actor]:
