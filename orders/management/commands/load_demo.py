@@ -584,8 +584,13 @@ def plan_orders(*, now: datetime) -> list[PlannedOrder]:
         orders.append(PlannedOrder(channel, payload["external_id"], steps))
 
     # Dirty data, kept and flagged: vague addresses and malformed phones.
-    for address in VAGUE_ADDRESSES:
-        received = _receipt_time(clock, now, within_hours=30)
+    for index, address in enumerate(VAGUE_ADDRESSES):
+        # The last one is fixed by customer service 40 minutes after it arrived: it must have
+        # arrived at least that long ago, at any time of day the demo is loaded.
+        last = index == len(VAGUE_ADDRESSES) - 1
+        received = _receipt_time(
+            clock, now - timedelta(hours=2) if last else now, within_hours=28 if last else 30
+        )
         payload = base_order(received, new_customer(), rng.choice(channel_codes), "apparel")
         payload["address"] = address
         steps = [Step(received, "ingest", "system", payload=payload)]
