@@ -14,6 +14,11 @@ from dispatch.engine.types import Criterion, HardFilter, PolicyKind
 LIVE_STATES = ("offered", "accepted")
 
 
+def default_filters() -> list[str]:
+    """What the built-in default policy applies: skill and area."""
+    return [HardFilter.SKILL.value, HardFilter.AREA.value]
+
+
 class DispatchPolicy(models.Model):
     """How the pool picks an agent, for the orders a (channel, service type, region) scope
     matches. The most specific active policy wins; with none, a default smart policy applies."""
@@ -47,7 +52,7 @@ class DispatchPolicy(models.Model):
     )
     filters = models.JSONField(
         _("hard filters"),
-        default=list,
+        default=default_filters,
         blank=True,
         help_text=_(
             'Besides online, free capacity and "never the same agent twice": any of skill, area, '

@@ -52,11 +52,7 @@ def policy_spec(policy: DispatchPolicy, shares: dict[int, float] | None = None) 
         (Criterion(item["criterion"]), float(item.get("weight") or defaults[Criterion(item["criterion"])]))
         for item in policy.criteria or []
     )
-    filters = (
-        frozenset(HardFilter(f) for f in policy.filters)
-        if policy.pk is not None
-        else frozenset({HardFilter.SKILL, HardFilter.AREA})
-    )
+    filters = frozenset(HardFilter(f) for f in policy.filters)
     return PolicySpec(
         kind=PolicyKind(policy.kind),
         criteria=criteria,

@@ -407,3 +407,11 @@ def test_a_user_factory_agent_has_the_agent_role():
     agent = AgentFactory()
     assert agent.user.groups.filter(name="agent").exists()
     assert UserFactory(username="plain").groups.count() == 0
+
+
+def test_a_new_policy_filters_by_skill_and_area_like_the_built_in_default():
+    policy = DispatchPolicy(name="new")
+    assert policy.filters == ["skill", "area"]
+    from dispatch.selectors import DEFAULT_POLICY, policy_spec
+
+    assert policy_spec(policy).filters == policy_spec(DEFAULT_POLICY).filters == {"skill", "area"}
