@@ -14,16 +14,29 @@ CLOSE_UNAUTHENTICATED = 4401
 CLOSE_NOT_AN_AGENT = 4403
 
 
-class BoardConsumer(AsyncJsonWebsocketConsumer):
+class _GroupConsumer(AsyncJsonWebsocketConsumer):
+    """A feed of one channel-layer group: `group_for` names it for the scope's user, or
+    returns a close code to refuse them. Answers `ping` with `pong`."""
+
+    async def group_for(self, user) -> str | int:
+        raise NotImplementedError
+
     async def connect(self) -> None:
         user = self.scope.get("user")
         if user is None or not user.is_authenticated:
-            await self.close(code=4401)
+            await self.close(code=CLOSE_UNAUTHENTICATED)
             return
-        self.group = board_group()
+        group = await self.group_for(user)
+        if isinstance(group, int):
+            await self.close(code=group)
+            return
+        self.group = group
         await self.channel_layer.group_add(self.group, self.channel_name)
         await self.accept()
-        await self.send_json({"type": "hello", "user": user.get_username()})
+        await self.send_json(self.hello(user))
+
+    def hello(self, user) -> dict:
+        return {"type": "hello", "user": user.get_username()}
 
     async def disconnect(self, code: int) -> None:
         if hasattr(self, "group"):
@@ -32,6 +45,11 @@ class BoardConsumer(AsyncJsonWebsocketConsumer):
     async def receive_json(self, content: dict, **kwargs: object) -> None:
         if content.get("type") == "ping":
             await self.send_json({"type": "pong"})
+
+
+class BoardConsumer(_GroupConsumer):
+    async def group_for(self, user) -> str:
+        return board_group()
 
     async def orders_changed(self, event: dict) -> None:
         await self.send_json({"type": ORDERS_CHANGED, "ids": event["ids"]})
@@ -44,31 +62,16 @@ def _agent_id_of(user_id: int) -> int | None:
     return Agent.objects.filter(user_id=user_id).values_list("pk", flat=True).first()
 
 
-class AgentConsumer(AsyncJsonWebsocketConsumer):
+class AgentConsumer(_GroupConsumer):
     """One agent's queue page: told to re-fetch whenever their offers, orders or inquiries
     change. The message carries no state on purpose; the page reads it from the API."""
 
-    async def connect(self) -> None:
-        user = self.scope.get("user")
-        if user is None or not user.is_authenticated:
-            await self.close(code=CLOSE_UNAUTHENTICATED)
-            return
-        agent_id = await _agent_id_of(user.pk)
-        if agent_id is None:
-            await self.close(code=CLOSE_NOT_AN_AGENT)
-            return
-        self.group = agent_group(agent_id)
-        await self.channel_layer.group_add(self.group, self.channel_name)
-        await self.accept()
-        await self.send_json({"type": "hello", "agent": agent_id})
+    async def group_for(self, user) -> str | int:
+        self.agent_id = await _agent_id_of(user.pk)
+        return CLOSE_NOT_AN_AGENT if self.agent_id is None else agent_group(self.agent_id)
 
-    async def disconnect(self, code: int) -> None:
-        if hasattr(self, "group"):
-            await self.channel_layer.group_discard(self.group, self.channel_name)
-
-    async def receive_json(self, content: dict, **kwargs: object) -> None:
-        if content.get("type") == "ping":
-            await self.send_json({"type": "pong"})
+    def hello(self, user) -> dict:
+        return {"type": "hello", "agent": self.agent_id}
 
     async def agent_changed(self, event: dict) -> None:
         await self.send_json({"type": AGENT_CHANGED})

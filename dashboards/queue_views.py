@@ -18,12 +18,9 @@ from agents.models import Agent, Skill
 from dispatch import services
 from dispatch.engine.types import Criterion
 from dispatch.models import LIVE_STATES, PoolEntry
-from dispatch.selectors import pool_visible_to
+from dispatch.selectors import MANAGER_ROLES, pool_visible_to
 from orders.actors import roles_of, user_actor
 from orders.models import STAGE_LABELS, Order
-from orders.states import Role
-
-QUEUE_MANAGERS = frozenset({Role.SUPERVISOR, Role.ADMIN})
 
 CRITERION_LABELS = {
     Criterion.URGENCY: gettext_lazy("Urgency"),
@@ -92,7 +89,7 @@ class ManualAssignForm(forms.Form):
 @login_required
 @require_http_methods(["GET", "POST"])
 def manual_queue(request: HttpRequest) -> HttpResponse:
-    if not roles_of(request.user) & QUEUE_MANAGERS:
+    if not roles_of(request.user) & MANAGER_ROLES:
         return render(
             request,
             "dashboards/manual_queue.html",

@@ -18,9 +18,6 @@ from orders.actors import roles_of, user_actor
 from orders.apis import _COMMON, CanIngestOrders, ErrorSerializer
 from orders.models import Channel
 from orders.selectors import order_visible_to
-from orders.states import Role
-
-_MANAGERS = frozenset({Role.SUPERVISOR, Role.ADMIN})
 
 
 def agent_of(user) -> Agent:
@@ -35,7 +32,7 @@ class IsSupervisor(BasePermission):
     message = "Only supervisors and admins may do this."
 
     def has_permission(self, request: Request, view: APIView) -> bool:
-        return bool(roles_of(request.user) & _MANAGERS)
+        return bool(roles_of(request.user) & selectors.MANAGER_ROLES)
 
 
 class AssignmentSerializer(serializers.ModelSerializer):
@@ -155,10 +152,8 @@ class AssignInSerializer(serializers.Serializer):
     force = serializers.BooleanField(default=False, help_text="Assign even when the agent is at capacity.")
 
 
-class OrderAssignApi(APIView):
-    permission_classes = [IsAuthenticated, IsSupervisor]
-
-    @extend_schema(
+def _assign_schema(noun: str):
+    return extend_schema(
         request=AssignInSerializer,
         responses={
             200: OpenApiResponse(
@@ -166,53 +161,44 @@ class OrderAssignApi(APIView):
             ),
             404: ErrorSerializer,
             409: OpenApiResponse(
-                ErrorSerializer, description="Order closed, or agent at capacity without force."
+                ErrorSerializer,
+                description=f"{noun.capitalize()} closed, or agent at capacity without force.",
             ),
             **_COMMON,
         },
-        description="Supervisors give an order to an agent by hand, or pull it back into the pool.",
+        description=f"Supervisors give an {noun} to an agent by hand, or pull it back into the pool.",
     )
+
+
+def _assign(request: Request, assign, **subject: int) -> Response:
+    """Validate the body, call `services.order_assign` or `inquiry_assign`, answer."""
+    data = AssignInSerializer(data=request.data)
+    data.is_valid(raise_exception=True)
+    a = assign(
+        **subject,
+        agent_id=data.validated_data["agent"],
+        force=data.validated_data["force"],
+        actor=user_actor(request.user),
+    )
+    return Response(AssignmentSerializer(a).data if a else None)
+
+
+class OrderAssignApi(APIView):
+    permission_classes = [IsAuthenticated, IsSupervisor]
+
+    @_assign_schema("order")
     def post(self, request: Request, order_id: int) -> Response:
         if not order_visible_to(request.user).filter(pk=order_id).exists():
             raise Http404(f"Order {order_id} does not exist.")
-        data = AssignInSerializer(data=request.data)
-        data.is_valid(raise_exception=True)
-        a = services.order_assign(
-            order_id=order_id,
-            agent_id=data.validated_data["agent"],
-            force=data.validated_data["force"],
-            actor=user_actor(request.user),
-        )
-        return Response(AssignmentSerializer(a).data if a else None)
+        return _assign(request, services.order_assign, order_id=order_id)
 
 
 class InquiryAssignApi(APIView):
     permission_classes = [IsAuthenticated, IsSupervisor]
 
-    @extend_schema(
-        request=AssignInSerializer,
-        responses={
-            200: OpenApiResponse(
-                AssignmentSerializer, description="The new assignment (null when pulled back)."
-            ),
-            404: ErrorSerializer,
-            409: OpenApiResponse(
-                ErrorSerializer, description="Inquiry closed, or agent at capacity without force."
-            ),
-            **_COMMON,
-        },
-        description="Supervisors give an inquiry to an agent by hand, or pull it back into the pool.",
-    )
+    @_assign_schema("inquiry")
     def post(self, request: Request, inquiry_id: int) -> Response:
-        data = AssignInSerializer(data=request.data)
-        data.is_valid(raise_exception=True)
-        a = services.inquiry_assign(
-            inquiry_id=inquiry_id,
-            agent_id=data.validated_data["agent"],
-            force=data.validated_data["force"],
-            actor=user_actor(request.user),
-        )
-        return Response(AssignmentSerializer(a).data if a else None)
+        return _assign(request, services.inquiry_assign, inquiry_id=inquiry_id)
 
 
 class InquiryInSerializer(serializers.Serializer):
@@ -253,7 +239,7 @@ class InquiryListCreateApi(ListAPIView):
     def get_queryset(self):
         qs = Inquiry.objects.select_related("channel", "agent", "pool_entry").order_by("-created_at", "-id")
         user = self.request.user
-        if roles_of(user) & _MANAGERS or user.has_perm("dispatch.view_inquiry"):
+        if roles_of(user) & selectors.MANAGER_ROLES or user.has_perm("dispatch.view_inquiry"):
             return qs
         agent = Agent.objects.filter(user=user).first()
         return qs.filter(agent=agent) if agent else qs.none()
@@ -281,7 +267,7 @@ class InquiryCloseApi(APIView):
         description="The conversation is over; the agent's slot frees.",
     )
     def post(self, request: Request, inquiry_id: int) -> Response:
-        manager = bool(roles_of(request.user) & _MANAGERS)
+        manager = bool(roles_of(request.user) & selectors.MANAGER_ROLES)
         agent = None if manager else agent_of(request.user)
         services.inquiry_close(inquiry_id=inquiry_id, actor=user_actor(request.user), agent=agent)
         inquiry = Inquiry.objects.select_related("channel", "agent", "pool_entry").get(pk=inquiry_id)

@@ -9,9 +9,19 @@ from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from dispatch.engine.types import Criterion, HardFilter, PolicyKind
+from dispatch.engine.types import Criterion, HardFilter, PolicyKind, WaitReason
 
 LIVE_STATES = ("offered", "accepted")
+
+# What a pool entry's `wait_reason` means, for people: the manual queue and the L2 alert.
+WAIT_REASON_LABELS = {
+    "queued": _("Queued"),
+    "returned": _("Returned to the pool"),
+    WaitReason.NO_QUALIFIED_AGENT: _("No agent can take it"),
+    WaitReason.NONE_ONLINE: _("No qualified agent is online"),
+    WaitReason.ALL_AT_CAPACITY: _("Every qualified agent is at capacity"),
+    WaitReason.OUTRANKED: _("Free agents went to more urgent items"),
+}
 
 
 def default_filters() -> list[str]:
@@ -322,6 +332,8 @@ class Assignment(models.Model):
         indexes = [
             models.Index(fields=["expires_at"], name="assignment_offer_expiry", condition=Q(state="offered")),
             models.Index(fields=["agent", "state"]),
+            # Every round counts each agent's offers since midnight (weighted shares, ties).
+            models.Index(fields=["offered_at"], name="assignment_offered_at"),
         ]
 
     def __str__(self) -> str:

@@ -220,12 +220,13 @@ def recent_repeat_customers(
 
 
 # --- What people may see ---------------------------------------------------------------
-_SEE_ALL = frozenset({Role.ADMIN, Role.SUPERVISOR})
+# Who dispatches by hand, sees every assignment and the pool of their regions.
+MANAGER_ROLES = frozenset({Role.ADMIN, Role.SUPERVISOR})
 
 
 def assignments_visible_to(user) -> QuerySet[Assignment]:
     qs = Assignment.objects.select_related("agent", "order", "inquiry", "order__channel")
-    if roles_of(user) & _SEE_ALL:
+    if roles_of(user) & MANAGER_ROLES:
         return qs
     agent = getattr(user, "agent", None) if user.is_authenticated else None
     if agent is None:

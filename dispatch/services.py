@@ -21,7 +21,7 @@ from dispatch.engine.intent import detect_skills, skill_text
 from dispatch.engine.matcher import match
 from dispatch.engine.types import AgentSnap, AgentStatus, Offer, Waiting, WaitReason
 from dispatch.engine.windows import offer_window_seconds
-from dispatch.models import LIVE_STATES, Assignment, Inquiry, PoolEntry
+from dispatch.models import LIVE_STATES, WAIT_REASON_LABELS, Assignment, Inquiry, PoolEntry
 from orders.actors import Actor, system_actor, user_actor
 from orders.models import Channel, Customer, Order, OrderEvent
 from orders.states import TERMINAL_STAGES, Stage, TransitionError
@@ -322,13 +322,7 @@ def _create_offers(offers: list[Offer], *, by_id: dict, resolved: dict, now: dat
 
 
 def _wait_message(item: Waiting) -> str:
-    messages = {
-        WaitReason.NO_QUALIFIED_AGENT: _("No agent can take it"),
-        WaitReason.NONE_ONLINE: _("No qualified agent is online"),
-        WaitReason.ALL_AT_CAPACITY: _("Every qualified agent is at capacity"),
-        WaitReason.OUTRANKED: _("Free agents went to more urgent items"),
-    }
-    text = messages.get(WaitReason(item.reason), str(item.reason))
+    text = str(WAIT_REASON_LABELS.get(item.reason, item.reason))
     return f"{text}: {item.detail}" if item.detail else text
 
 
@@ -408,24 +402,33 @@ def assignments_expire(*, now: datetime | None = None, limit: int = 1000) -> int
     with transaction.atomic():
         due = list(
             Assignment.objects.filter(state=Assignment.State.OFFERED, expires_at__lte=now)
+            .select_related("agent")
             .order_by("expires_at")
-            .select_for_update(skip_locked=True)[:limit]
+            .select_for_update(skip_locked=True, of=("self",))[:limit]
         )
+        book = selectors.PolicyBook() if due else None  # once for the batch, not per offer
         for a in due:
-            _expire(a, now=now)
+            _expire(a, now=now, book=book)
     return len(due)
 
 
-def _expire(a: Assignment, *, now: datetime) -> None:
+def _expire(a: Assignment, *, now: datetime, book: selectors.PolicyBook | None = None) -> None:
     a.state = Assignment.State.EXPIRED
     a.responded_at = now
     a.save(update_fields=["state", "responded_at"])
-    _back_to_pool(a, now=now, why=_("The offer to %(agent)s expired") % {"agent": a.agent}, failed_round=True)
+    why = _("The offer to %(agent)s expired") % {"agent": a.agent}
+    _back_to_pool(a, now=now, why=why, failed_round=True, book=book)
     _agent_exception(a.agent_id, now=now, cause=a, what=_("let an offer expire"))
 
 
 def _back_to_pool(
-    a: Assignment, *, now: datetime, why: str, failed_round: bool, actor: Actor = DISPATCH
+    a: Assignment,
+    *,
+    now: datetime,
+    why: str,
+    failed_round: bool,
+    actor: Actor = DISPATCH,
+    book: selectors.PolicyBook | None = None,
 ) -> None:
     entry = PoolEntry.objects.select_for_update().get(pk=a.entry_id)
     if entry.state == PoolEntry.State.CLOSED:
@@ -436,11 +439,10 @@ def _back_to_pool(
     entry.waiting_since = now
     entry.wait_reason = "returned"
     entry.wait_detail = why[:200]
-    policy = selectors.PolicyBook().for_entry(entry).row
     if a.order_id:
         _assignment_event(a, now=now, reason=why, actor=actor).save()
     _push(agent_ids={a.agent_id}, order_ids=[a.order_id] if a.order_id else [])
-    if failed_round and entry.rounds >= policy.max_rounds:
+    if failed_round and entry.rounds >= (book or selectors.PolicyBook()).for_entry(entry).row.max_rounds:
         _escalate(entry, now=now, why=_("%(n)d offer rounds failed") % {"n": entry.rounds})
     entry.save()
     if entry.state == PoolEntry.State.WAITING:

@@ -20,7 +20,7 @@ import pytest
 from channels.layers import channel_layers
 from django.contrib.auth.models import Group
 from django.db import connection
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Page, expect
 
 from dispatch.models import Assignment, Inquiry
 from dispatch.services import inquiry_create
@@ -30,23 +30,11 @@ from orders.services import order_ingest
 from orders.states import Role
 from tests.factories import PASSWORD, AgentFactory, ChannelFactory, order_payload
 from tests.test_e2e_runtime import BIN, free_port, running
-from tests.test_pages_browser import CHROMIUM, CHROMIUM_ARGS, log_in, off_the_loop
+from tests.test_pages_browser import browser, log_in, off_the_loop  # noqa: F401 - browser is a fixture
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
 PHONE = {"width": 375, "height": 740}
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    if not os.path.exists(CHROMIUM):
-        pytest.fail(f"{CHROMIUM} is missing: run `make browser` (apt-get install chromium fonts-noto-cjk)")
-    with pytest.MonkeyPatch.context() as mp, sync_playwright() as p:
-        # As in test_pages_browser: the ORM is used beside Playwright's event loop.
-        mp.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
 
 
 @pytest.fixture
@@ -115,7 +103,7 @@ def daphne(transactional_db, redis_layer, tmp_path) -> Iterator[Daphne]:
 
 
 @pytest.fixture
-def phone(browser, daphne) -> Iterator[Page]:
+def phone(browser, daphne) -> Iterator[Page]:  # noqa: F811 - the imported fixture
     context = browser.new_context(viewport=PHONE, locale="en-US", base_url=daphne.base, has_touch=True)
     context.set_default_timeout(10_000)
     yield context.new_page()

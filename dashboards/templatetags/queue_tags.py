@@ -4,24 +4,12 @@ reasons a pool entry waits."""
 from __future__ import annotations
 
 from django import template
-from django.utils.translation import gettext_lazy as _
 
-from dispatch.engine.types import WaitReason
+from dispatch.models import WAIT_REASON_LABELS
+from dispatch.selectors import MANAGER_ROLES
 from orders.actors import roles_of
-from orders.states import Role
 
 register = template.Library()
-
-_MANAGERS = frozenset({Role.SUPERVISOR, Role.ADMIN})
-
-WAIT_REASON_LABELS = {
-    "queued": _("Queued"),
-    "returned": _("Returned to the pool"),
-    WaitReason.NO_QUALIFIED_AGENT: _("No agent can take it"),
-    WaitReason.NONE_ONLINE: _("No qualified agent is online"),
-    WaitReason.ALL_AT_CAPACITY: _("Every qualified agent is at capacity"),
-    WaitReason.OUTRANKED: _("Free agents went to more urgent items"),
-}
 
 
 @register.simple_tag
@@ -34,7 +22,7 @@ def queue_nav(user) -> dict[str, bool]:
         return {"agent": False, "manager": False}
     return {
         "agent": Agent.objects.filter(user_id=user.pk).exists(),
-        "manager": bool(roles_of(user) & _MANAGERS),
+        "manager": bool(roles_of(user) & MANAGER_ROLES),
     }
 
 

@@ -188,11 +188,7 @@ class Command(BaseCommand):
                     "database <name>_bench and never touches <name>."
                 )
             )
-        bench_db = f"{db['NAME']}_bench"
-        self._log(_("Preparing database %s …") % bench_db)
-        _recreate_database(db, bench_db)
-        _use_database(bench_db)
-        call_command("migrate", verbosity=0, interactive=False)
+        bench_db = self._prepare_database(db)
         token, channel_code = _bench_fixtures()
 
         generator = OrderGenerator(seed=20251111)
@@ -264,11 +260,7 @@ class Command(BaseCommand):
                     "its own database <name>_bench and never touches <name>."
                 )
             )
-        bench_db = f"{db['NAME']}_bench"
-        self._log(_("Preparing database %s …") % bench_db)
-        _recreate_database(db, bench_db)
-        _use_database(bench_db)
-        call_command("migrate", verbosity=0, interactive=False)
+        bench_db = self._prepare_database(db)
         result = dispatch.run(
             runs=runs, bench_db=bench_db, worker_env=_daphne_env(db, bench_db), profile=profile, log=self._log
         )
@@ -276,6 +268,15 @@ class Command(BaseCommand):
             self.stdout.write(json.dumps(result, ensure_ascii=False))
         else:
             self.stdout.write(dispatch.table(result))
+
+    def _prepare_database(self, db: dict) -> str:
+        """`<name>_bench`, dropped, re-created and migrated; this process now uses it."""
+        bench_db = f"{db['NAME']}_bench"
+        self._log(_("Preparing database %s …") % bench_db)
+        _recreate_database(db, bench_db)
+        _use_database(bench_db)
+        call_command("migrate", verbosity=0, interactive=False)
+        return bench_db
 
     def _log(self, message: str) -> None:
         self.stderr.write(message)
