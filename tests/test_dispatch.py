@@ -415,3 +415,47 @@ def test_a_new_policy_filters_by_skill_and_area_like_the_built_in_default():
     from dispatch.selectors import DEFAULT_POLICY, policy_spec
 
     assert policy_spec(policy).filters == policy_spec(DEFAULT_POLICY).filters == {"skill", "area"}
+
+
+@pytest.mark.parametrize(
+    ("criteria", "filters", "field", "message"),
+    [
+        ({"criterion": "skill"}, [], "criteria", "list of objects"),
+        ([{"criterion": "luck"}], [], "criteria", "'luck' is not a criterion"),
+        ([{"criterion": "skill"}, {"criterion": "skill"}], [], "criteria", "listed twice"),
+        ([{"criterion": "load", "weight": -1}], [], "criteria", "from 0 to 1000"),
+        ([{"criterion": "load", "weight": True}], [], "criteria", "from 0 to 1000"),
+        ([{"criterion": "load", "bonus": 2}], [], "criteria", "unknown keys: bonus"),
+        ([], ["skill", "mood"], "filters", "Unknown filters: mood"),
+    ],
+)
+def test_the_admin_refuses_a_bad_policy_with_what_is_wrong(criteria, filters, field, message):
+    from django.core.exceptions import ValidationError
+
+    policy = DispatchPolicy(name="bad", criteria=criteria, filters=filters)
+    with pytest.raises(ValidationError) as refused:
+        policy.full_clean()
+    assert message in " ".join(refused.value.message_dict[field])
+    assert not DispatchPolicy.objects.exists()
+
+
+def test_the_admin_refuses_a_burst_window_that_narrows_and_an_unanswerable_offer():
+    from django.core.exceptions import ValidationError
+
+    policy = DispatchPolicy(name="bad", burst_min_seconds=900, burst_max_seconds=300, offer_seconds=10)
+    with pytest.raises(ValidationError) as refused:
+        policy.full_clean()
+    assert set(refused.value.message_dict) == {"burst_min_seconds", "offer_seconds"}
+
+
+def test_a_reject_reason_over_300_characters_is_refused_and_the_offer_stays_open(jd):
+    from tests.test_dispatch_api import client_for
+
+    agent = AgentFactory()
+    order = ingest("R1")
+    services.dispatch_tick()
+    response = client_for(agent.user).post(
+        f"/api/assignments/{live(order).pk}/reject/", {"reason": "太远" * 151}, format="json"
+    )
+    assert response.status_code == 400 and "reason" in response.json()
+    assert live(order).state == "offered"
