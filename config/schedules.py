@@ -16,6 +16,11 @@ BEAT_SCHEDULE: dict[str, dict] = {
         "task": "dispatch.tasks.refresh_agent_profiles_task",
         "schedule": crontab(hour=2, minute=15),
     },
+    "learn-rule-weights": {
+        # Reviewers' dispositions of the day re-weight the risk rules (Beta prior, bounded).
+        "task": "riskcontrol.tasks.learn_rule_weights_task",
+        "schedule": crontab(hour=2, minute=45),
+    },
     "poll-channels": {
         # Each channel has its own interval (default 10 minutes); this tick finds the due ones.
         "task": "orders.tasks.poll_due_channels_task",

@@ -13,6 +13,7 @@ class Alert(models.Model):
         DISPATCH_L2 = "dispatch_l2", _("Needs manual dispatch (L2)")
         AGENT_L3 = "agent_l3", _("Agent with repeated exceptions (L3)")
         QUEUE_WAIT = "queue_wait", _("Inquiries waiting too long")
+        RISK_QUARANTINE = "risk_quarantine", _("Order held by risk control")
 
     kind = models.CharField(_("kind"), max_length=20, choices=Kind.choices)
     level = models.PositiveSmallIntegerField(_("level"), default=2)

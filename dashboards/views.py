@@ -9,6 +9,7 @@ from django.shortcuts import render
 
 from orders import selectors
 from orders.models import STAGE_CHOICES, Channel, Order
+from riskcontrol.selectors import risk_summary
 
 
 @login_required
@@ -36,4 +37,4 @@ def order_detail(request: HttpRequest, order_id: int) -> HttpResponse:
         order = selectors.order_with_timeline(user=request.user, order_id=order_id)
     except Order.DoesNotExist as exc:
         raise Http404("No such order") from exc
-    return render(request, "dashboards/order_detail.html", {"order": order})
+    return render(request, "dashboards/order_detail.html", {"order": order, "risk": risk_summary(order)})

@@ -223,6 +223,7 @@ class PoolEntry(models.Model):
     class Kind(models.TextChoices):
         ORDER = "order", _("Order")
         INQUIRY = "inquiry", _("Inquiry")
+        REVIEW = "review", _("Risk review")
 
     kind = models.CharField(_("kind"), max_length=10, choices=Kind.choices)
     order = models.OneToOneField(
@@ -230,6 +231,9 @@ class PoolEntry(models.Model):
     )
     inquiry = models.OneToOneField(
         Inquiry, null=True, blank=True, on_delete=models.CASCADE, related_name="pool_entry"
+    )
+    review = models.OneToOneField(
+        "riskcontrol.Review", null=True, blank=True, on_delete=models.CASCADE, related_name="pool_entry"
     )
     state = models.CharField(_("state"), max_length=10, choices=State.choices, default=State.WAITING)
     channel = models.ForeignKey("orders.Channel", on_delete=models.PROTECT, related_name="+")
@@ -262,8 +266,9 @@ class PoolEntry(models.Model):
         verbose_name_plural = _("pool entries")
         constraints = [
             models.CheckConstraint(
-                condition=(Q(kind="order", order__isnull=False, inquiry__isnull=True))
-                | Q(kind="inquiry", inquiry__isnull=False, order__isnull=True),
+                condition=(Q(kind="order", order__isnull=False, inquiry__isnull=True, review__isnull=True))
+                | Q(kind="inquiry", inquiry__isnull=False, order__isnull=True, review__isnull=True)
+                | Q(kind="review", review__isnull=False, order__isnull=True, inquiry__isnull=True),
                 name="poolentry_one_subject",
             ),
         ]
@@ -298,6 +303,9 @@ class Assignment(models.Model):
     )
     inquiry = models.ForeignKey(
         Inquiry, null=True, blank=True, on_delete=models.CASCADE, related_name="assignments"
+    )
+    review = models.ForeignKey(
+        "riskcontrol.Review", null=True, blank=True, on_delete=models.CASCADE, related_name="assignments"
     )
     agent = models.ForeignKey("agents.Agent", on_delete=models.PROTECT, related_name="assignments")
     state = models.CharField(_("state"), max_length=10, choices=State.choices, default=State.OFFERED)

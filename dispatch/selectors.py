@@ -4,7 +4,7 @@ agents and supervisors may see of assignments and the pool."""
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from django.db.models import Count, Q, QuerySet
@@ -25,6 +25,7 @@ from orders.actors import roles_of
 from orders.states import Role
 
 DEFAULT_POLICY = DispatchPolicy(name="default", kind=DispatchPolicy.Kind.SMART)
+REVIEW_POLICY = DispatchPolicy(name="default (risk review)", kind=DispatchPolicy.Kind.SMART)
 
 
 def skill_keywords() -> dict[str, list[str]]:
@@ -75,8 +76,13 @@ class PolicyBook:
             for row in rows
         ]
         self.default = ResolvedPolicy(DEFAULT_POLICY, policy_spec(DEFAULT_POLICY))
+        # Review tasks have no address: the desk team is matched on skill alone by default.
+        self._review_default = ResolvedPolicy(REVIEW_POLICY, policy_spec(REVIEW_POLICY))
+        self._skill_forced: dict[int | None, ResolvedPolicy] = {}
 
     def for_entry(self, entry: PoolEntry) -> ResolvedPolicy:
+        if entry.kind == PoolEntry.Kind.REVIEW:
+            return self._for_review(entry)
         best, best_score = self.default, -1
         for resolved in self._rows:
             row = resolved.row
@@ -89,6 +95,31 @@ class PolicyBook:
             score = (row.channel_id is not None) + bool(row.service_type) + (row.region_id is not None)
             if score > best_score or (score == best_score and row.name < best.row.name):
                 best, best_score = resolved, score
+        return best
+
+    def _for_review(self, entry: PoolEntry) -> ResolvedPolicy:
+        """Review tasks follow only policies written for them (service type `risk_review`),
+        and whatever the policy says, only agents with the skill may get one."""
+        best = self._review_default
+        best_score = -1
+        for resolved in self._rows:
+            row = resolved.row
+            if row.service_type != entry.category:
+                continue
+            if row.channel_id is not None and row.channel_id != entry.channel_id:
+                continue
+            if row.region_id is not None and row.region_id != entry.region_id:
+                continue
+            score = (row.channel_id is not None) + (row.region_id is not None)
+            if score > best_score or (score == best_score and row.name < best.row.name):
+                best, best_score = resolved, score
+        if HardFilter.SKILL not in best.spec.filters:
+            key = best.row.pk
+            if key not in self._skill_forced:
+                self._skill_forced[key] = ResolvedPolicy(
+                    best.row, replace(best.spec, filters=best.spec.filters | {HardFilter.SKILL})
+                )
+            best = self._skill_forced[key]
         return best
 
 

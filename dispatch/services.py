@@ -32,6 +32,7 @@ DISPATCH = system_actor("dispatch")
 TICK_LIMIT = 1000
 _ENTRY_FIELDS = [f.name for f in PoolEntry._meta.concrete_fields]
 L3_EVERY = 3  # consecutive exceptions that raise an L3
+REVIEW_SKILL = "risk_review"  # the skill a review task asks for (riskcontrol.defaults installs it)
 
 
 class DispatchError(TransitionError):
@@ -149,8 +150,8 @@ def dispatch_tick(*, now: datetime | None = None, limit: int = TICK_LIMIT) -> Ti
 def _match_round(*, now: datetime, limit: int, report: TickReport) -> None:
     entries = list(
         PoolEntry.objects.filter(state=PoolEntry.State.WAITING)
-        .select_related("order")
-        .only(*_ENTRY_FIELDS, "order__tag")
+        .select_related("order", "review__order")
+        .only(*_ENTRY_FIELDS, "order__tag", "review__order_id", "review__order__tag")
         .order_by("-urgent", "ready_at", "id")
         .select_for_update(skip_locked=True, of=("self",))[:limit]
     )
@@ -163,19 +164,23 @@ def _match_round(*, now: datetime, limit: int, report: TickReport) -> None:
     tasks = {t.id: t for t in selectors.task_snapshots(entries, now=now)}
     by_id = {e.pk: e for e in entries}
 
-    groups: dict[int | None, list[PoolEntry]] = defaultdict(list)
+    groups: dict[int, list[PoolEntry]] = defaultdict(list)
     resolved = {}
     for e in entries:
         policy = policies.for_entry(e)
         resolved[e.pk] = policy
-        groups[policy.row.pk].append(e)
+        groups[id(policy)].append(e)  # one group per resolved policy (variants share a row)
 
     offers: list[Offer] = []
     waiting: list[Waiting] = []
     used: dict[int, int] = defaultdict(int)
+    # A reviewer whose only skill is risk review works the review desk, not deliveries.
+    desk_only = {a.id for a in agents if set(a.skills) == {REVIEW_SKILL}}
     for group in groups.values():
         spec = resolved[group[0].pk].spec
         snaps = [_with_active(a, used[a.id]) for a in agents] if used else agents
+        if desk_only and group[0].kind != PoolEntry.Kind.REVIEW:
+            snaps = [a for a in snaps if a.id not in desk_only]
         result = match([tasks[e.pk] for e in group], snaps, spec, now=now.timestamp())
         for offer in result.offers:
             used[offer.agent_id] += 1
@@ -280,6 +285,7 @@ def _create_offers(offers: list[Offer], *, by_id: dict, resolved: dict, now: dat
                 entry=entry,
                 order_id=entry.order_id,
                 inquiry_id=entry.inquiry_id,
+                review_id=entry.review_id,
                 agent_id=offer.agent_id,
                 state=Assignment.State.OFFERED,
                 round=entry.rounds + 1,
@@ -372,6 +378,10 @@ def _take_ownership(a: Assignment, *, agent: Agent, now: datetime, reason: str, 
         _assignment_event(a, now=now, reason=reason, owner=agent.user_id, actor=actor).save()
     if a.inquiry_id:
         Inquiry.objects.filter(pk=a.inquiry_id).update(state=Inquiry.State.ASSIGNED, agent_id=agent.pk)
+    if a.review_id:
+        from riskcontrol.models import Review
+
+        Review.objects.filter(pk=a.review_id).update(agent_id=agent.pk)
     _push(agent_ids={agent.pk}, order_ids=[a.order_id] if a.order_id else [])
 
 
@@ -497,7 +507,7 @@ def _escalate_all(items: list[tuple[PoolEntry, str]], *, now: datetime) -> None:
         entry.state = PoolEntry.State.ESCALATED
         entry.escalation_level = 2
         entry.escalated_at = now
-        subject = entry.order.tag if entry.order_id else _("inquiry %(id)s") % {"id": entry.inquiry_id}
+        subject = _subject(entry)
         alerts.append(
             Alert(
                 kind=Alert.Kind.DISPATCH_L2,
@@ -507,7 +517,7 @@ def _escalate_all(items: list[tuple[PoolEntry, str]], *, now: datetime) -> None:
                 message=(_("%(subject)s needs manual dispatch: %(why)s") % {"subject": subject, "why": why})[
                     :300
                 ],
-                order_id=entry.order_id,
+                order_id=entry.order_id or (entry.review.order_id if entry.review_id else None),
                 region_id=entry.region_id,
                 created_at=now,
             )
@@ -526,6 +536,14 @@ def _escalate_all(items: list[tuple[PoolEntry, str]], *, now: datetime) -> None:
     Alert.objects.bulk_create(alerts, ignore_conflicts=True)
     OrderEvent.objects.bulk_create(events)
     _push(agent_ids=set(), order_ids=[e.order_id for e in events])
+
+
+def _subject(entry: PoolEntry) -> str:
+    if entry.order_id:
+        return entry.order.tag
+    if entry.review_id:
+        return _("risk review of %(tag)s") % {"tag": entry.review.order.tag}
+    return _("inquiry %(id)s") % {"id": entry.inquiry_id}
 
 
 def _raise_alert(*, kind: str, level: int, key: str, message: str, now: datetime, **where) -> Alert | None:
@@ -612,6 +630,10 @@ def _assign_entry(
             Order.objects.filter(pk=entry.order_id).update(owner=None, updated_at=now)
         if entry.inquiry_id:
             Inquiry.objects.filter(pk=entry.inquiry_id).update(state=Inquiry.State.OPEN, agent=None)
+        if entry.review_id:
+            from riskcontrol.models import Review
+
+            Review.objects.filter(pk=entry.review_id).update(agent=None)
         entry.state = PoolEntry.State.WAITING
         entry.waiting_since = now
         entry.escalation_level = 0
@@ -624,6 +646,7 @@ def _assign_entry(
         entry=entry,
         order_id=entry.order_id,
         inquiry_id=entry.inquiry_id,
+        review_id=entry.review_id,
         agent=agent,
         state=Assignment.State.ACCEPTED,
         round=entry.rounds + 1,
@@ -709,9 +732,105 @@ def dispatch_order_closed(*, order: Order, now: datetime) -> None:
 
 def dispatch_order_reopened(*, order: Order, now: datetime) -> None:
     """An order came back to pending review (e.g. released from quarantine) with no owner:
-    it enters the pool if it was never there."""
-    if order.owner_id is None and not PoolEntry.objects.filter(order=order).exists():
+    it enters the pool, or its closed entry waits again."""
+    if order.owner_id is not None:
+        return
+    entry = PoolEntry.objects.select_for_update().filter(order=order).first()
+    if entry is None:
         pool_add_orders(orders=[order], now=now)
+        return
+    if entry.state == PoolEntry.State.CLOSED:
+        entry.state = PoolEntry.State.WAITING
+        entry.ready_at = entry.waiting_since = now
+        entry.rounds = 0
+        entry.escalation_level = 0
+        entry.wait_reason = "queued"
+        entry.wait_detail = ""
+        entry.save()
+        request_dispatch()
+
+
+def dispatch_order_held(*, order: Order, now: datetime, why: str) -> None:
+    """The order was quarantined: nobody may work on it until a reviewer releases it. Its
+    offers and owner are withdrawn and its pool entry closes (`dispatch_order_reopened`
+    opens it again)."""
+    entry = PoolEntry.objects.select_for_update().filter(order=order).first()
+    if entry is None or entry.state == PoolEntry.State.CLOSED:
+        return
+    freed = set()
+    for a in Assignment.objects.select_for_update().filter(entry=entry, state__in=LIVE_STATES):
+        a.state = Assignment.State.RELEASED
+        a.closed_at = now
+        a.reason = why[:300]
+        a.save(update_fields=["state", "closed_at", "reason"])
+        freed.add(a.agent_id)
+        _assignment_event(a, now=now, reason=_("Withdrawn: %(why)s") % {"why": why}).save()
+    if order.owner_id:
+        Order.objects.filter(pk=order.pk).update(owner=None, updated_at=now)
+        order.owner_id = None
+    entry.state = PoolEntry.State.CLOSED
+    entry.wait_reason = ""
+    entry.save(update_fields=["state", "wait_reason", "updated_at"])
+    if freed:
+        _push(agent_ids=freed, order_ids=[order.pk])
+        request_dispatch()
+
+
+# --- Risk reviews -------------------------------------------------------------------------
+
+
+def review_pool_add(*, reviews: list[tuple], now: datetime) -> list[PoolEntry]:
+    """Review tasks for quarantined orders, given as (review, region id): matched like any
+    item, but only to people with the `risk_review` skill (the policy book enforces it)."""
+    entries = []
+    for review, region_id in reviews:
+        order = review.order
+        expedited = order.urgency == Order.Urgency.EXPEDITED
+        entries.append(
+            PoolEntry(
+                kind=PoolEntry.Kind.REVIEW,
+                review_id=review.pk,
+                channel_id=order.channel_id,
+                customer_id=order.customer_id,
+                region_id=region_id,
+                category=REVIEW_SKILL,
+                skills=[REVIEW_SKILL],
+                expedited=expedited,
+                is_vip=order.is_vip,
+                urgent=expedited,
+                ready_at=now,
+                waiting_since=now,
+            )
+        )
+    PoolEntry.objects.bulk_create(entries)
+    if entries:
+        request_dispatch()
+    return entries
+
+
+def review_pool_close(*, review, now: datetime, done: bool) -> None:
+    """The review was decided (`done`) or withdrawn: its task leaves the pool and the
+    reviewer's slot frees."""
+    entry = PoolEntry.objects.select_for_update().filter(review=review).first()
+    if entry is None:
+        return
+    freed = set()
+    for a in Assignment.objects.select_for_update().filter(entry=entry, state__in=LIVE_STATES):
+        a.state = (
+            Assignment.State.COMPLETED
+            if done and a.state == Assignment.State.ACCEPTED
+            else Assignment.State.CANCELLED
+        )
+        a.closed_at = now
+        a.save(update_fields=["state", "closed_at"])
+        freed.add(a.agent_id)
+    if entry.state != PoolEntry.State.CLOSED:
+        entry.state = PoolEntry.State.CLOSED
+        entry.wait_reason = ""
+        entry.save(update_fields=["state", "wait_reason", "updated_at"])
+    if freed:
+        _push(agent_ids=freed, order_ids=[])
+        request_dispatch()
 
 
 # --- Inquiries --------------------------------------------------------------------------

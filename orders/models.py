@@ -193,6 +193,7 @@ class Order(models.Model):
     )
     flags = models.JSONField(_("flags"), default=list, blank=True)
     is_flagged = models.BooleanField(_("flagged"), default=False)
+    risk_score = models.FloatField(_("risk score"), default=0)
 
     received_at = models.DateTimeField(_("received"), default=timezone.now)
     updated_at = models.DateTimeField(_("updated"), auto_now=True)
@@ -210,10 +211,65 @@ class Order(models.Model):
             models.Index(fields=["received_at"]),
             models.Index(fields=["due_at"]),
             models.Index(fields=["customer_phone"]),
+            # A channel's usual amount (risk screening) reads its latest orders.
+            models.Index(fields=["channel", "received_at"], name="order_channel_time"),
+            # Risk screening counts earlier orders per IP, device and card in a time window.
+            models.Index(
+                fields=["client_ip", "received_at"],
+                name="order_ip_time",
+                condition=Q(client_ip__isnull=False),
+            ),
+            models.Index(
+                fields=["device_id", "received_at"], name="order_device_time", condition=~Q(device_id="")
+            ),
+            models.Index(
+                fields=["card_fingerprint", "amount", "received_at"],
+                name="order_card_time",
+                condition=~Q(card_fingerprint=""),
+            ),
         ]
 
     def __str__(self) -> str:
         return self.tag
+
+
+class Warehouse(models.Model):
+    """Where orders ship from. An order ships from the warehouse that serves its province,
+    else from the default one; risk screening measures distances from it."""
+
+    code = models.SlugField(_("code"), max_length=32, unique=True)
+    name = models.CharField(_("name"), max_length=100)
+    city = models.CharField(_("city"), max_length=60)
+    latitude = models.DecimalField(_("latitude"), max_digits=9, decimal_places=6)
+    longitude = models.DecimalField(_("longitude"), max_digits=9, decimal_places=6)
+    provinces = models.JSONField(
+        _("provinces served"), default=list, blank=True, help_text=_('e.g. ["广东省", "广西壮族自治区"]')
+    )
+    is_default = models.BooleanField(_("default"), default=False, help_text=_("Ships what no other serves."))
+    is_active = models.BooleanField(_("active"), default=True)
+
+    class Meta:
+        verbose_name = _("warehouse")
+        verbose_name_plural = _("warehouses")
+        ordering = ["code"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["is_default"], condition=Q(is_default=True), name="warehouse_one_default"
+            ),
+            models.CheckConstraint(
+                condition=Q(latitude__gte=-90, latitude__lte=90, longitude__gte=-180, longitude__lte=180),
+                name="warehouse_coordinates_valid",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.city})"
+
+    def clean(self) -> None:
+        if not isinstance(self.provinces, list) or not all(
+            isinstance(p, str) and p.strip() for p in self.provinces
+        ):
+            raise ValidationError({"provinces": _("Provinces must be a list of province names.")})
 
 
 class AuditQuerySet(models.QuerySet):
@@ -236,6 +292,7 @@ class OrderEvent(models.Model):
         EDIT = "edit", _("Edited")
         ASSIGNMENT = "assignment", _("Assignment")
         RULE_HIT = "rule_hit", _("Rule hit")
+        REVIEW = "review", _("Risk review")
         NOTIFICATION = "notification", _("Notification")
 
     order = models.ForeignKey(Order, on_delete=models.PROTECT, related_name="events")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -22,6 +22,8 @@ from orders.models import Channel, Customer, Order, OrderEvent, TagSequence
 from orders.serializers import OrderInSerializer, reusable
 from orders.sla import due_at_for
 from orders.states import TERMINAL_STAGES, Role, Stage, TransitionError, check_transition
+from riskcontrol import services as risk_services
+from riskcontrol.services import DoorScreening
 
 logger = logging.getLogger(__name__)
 
@@ -286,9 +288,14 @@ def _store_valid(valid: list[tuple[int, dict]], *, actor: Actor) -> list[IngestR
             customer = customers[(item.channel.pk, item.account_key)]
             order.customer = customer
             order.is_returning = customer._orders_before > 0
+            order._prior_orders = customer._orders_before
             customer._orders_before += 1
     _assign_tags(list(new_orders.values()), now=now)
+    # Screened before the insert: a held order is written held, so no one can pick it first.
+    screening = DoorScreening(orders=list(new_orders.values()), now=now)
+    screening.before_insert()
     Order.objects.bulk_create(list(new_orders.values()))
+    risk_events = screening.after_insert(write_events=False)
     # In the same transaction: an accepted order is always in the pool or with an owner.
     dispatch_services.pool_add_orders(orders=list(new_orders.values()), now=now)
 
@@ -305,6 +312,7 @@ def _store_valid(valid: list[tuple[int, dict]], *, actor: Actor) -> list[IngestR
         )
         for diff in new_order_updates.get((order.channel_id, order.external_id), []):
             events.append(_event(order, actor, OrderEvent.Kind.UPDATED, at=now, changes=diff))
+    events += risk_events  # after each order's "received" line
     if changed:
         fields = sorted(
             {f for _, diff in changed.values() for f in diff} | {"flags", "is_flagged", "updated_at"}
@@ -330,6 +338,10 @@ def _store_valid(valid: list[tuple[int, dict]], *, actor: Actor) -> list[IngestR
                 )
             )
     OrderEvent.objects.bulk_create(events)
+    if changed:
+        risk_services.rescreen_updated(
+            orders=[o for o, diff in changed.values() if set(diff) & risk_services.SCREENED_FIELDS], now=now
+        )
 
     for item, status, order in pending:
         reason = ""
@@ -454,8 +466,10 @@ def _upsert_customers(
             cursor.execute(_CUSTOMER_UPSERT.format(table=table, rows=rows), params)
             returned = cursor.fetchall()
         for pk, account_key, account_id, account_created_at, order_count in returned:
-            if isinstance(account_created_at, str):  # SQLite returns text
+            if isinstance(account_created_at, str):  # SQLite returns text or naive values, in UTC
                 account_created_at = fields["account_created_at"].to_python(account_created_at)
+            if account_created_at is not None and timezone.is_naive(account_created_at):
+                account_created_at = timezone.make_aware(account_created_at, UTC)
             key = (channel_id, account_key)
             customer = Customer(
                 pk=pk, channel_id=channel_id, account_key=account_key, account_id=account_id,
@@ -553,6 +567,10 @@ def order_transition(*, order_id: int, to: str, actor: Actor, reason: str = "") 
     _event(
         order, actor, OrderEvent.Kind.TRANSITION, at=now, from_stage=current, to_stage=target, reason=reason
     ).save()
+    if current == Stage.QUARANTINED:
+        risk_services.order_left_quarantine(order=order, actor=actor, now=now)
+    if target == Stage.QUARANTINED:
+        risk_services.order_held(order=order, actor=actor, reason=reason, now=now)
     if target in TERMINAL_STAGES:
         dispatch_services.dispatch_order_closed(order=order, now=now)
     elif target == Stage.PENDING_REVIEW and current == Stage.QUARANTINED:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import factory
 from django.contrib.auth.models import Group, User
 from rest_framework.authtoken.models import Token
@@ -71,6 +73,13 @@ def order_payload(**overrides: object) -> dict:
         "device_id": "dev-abc",
         "card_fingerprint": "4111111111111111",
     }
+    # Each order its own shopper session, as in life: the same IP, device or card on many
+    # orders is what risk screening looks for, and tests about that say so.
+    ext = str(overrides.get("external_id", payload["external_id"]))
+    h = int(hashlib.sha256(ext.encode()).hexdigest()[:12], 16)
+    payload["client_ip"] = f"10.{h >> 16 & 255}.{h >> 8 & 255}.{h & 255}"
+    payload["device_id"] = f"dev-{h:012x}"
+    payload["card_fingerprint"] = f"4111{h % 10**12:012d}"
     for key, value in overrides.items():
         if isinstance(value, dict) and isinstance(payload.get(key), dict):
             payload[key] = {**payload[key], **value}

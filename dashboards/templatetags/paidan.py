@@ -4,6 +4,7 @@ from django import template
 from django.utils.translation import gettext_lazy as _
 
 from orders import normalize
+from riskcontrol.services import FLAG_DELIVERY, FLAG_RISK
 
 register = template.Library()
 
@@ -15,6 +16,8 @@ FLAG_LABELS = {
     normalize.FLAG_CUSTOMER_NAME_MISSING: _("No customer name"),
     normalize.FLAG_NO_ITEMS: _("No items"),
     normalize.FLAG_AMOUNT_MISMATCH: _("Amount above items"),
+    FLAG_RISK: _("Risk"),
+    FLAG_DELIVERY: _("Delivery at risk"),
 }
 
 
