@@ -15,5 +15,6 @@ urlpatterns = [
     path("api/", include("orders.urls")),
     path("api/", include("dispatch.urls")),
     path("hooks/<slug:channel_code>/", receive_webhook, name="webhook"),
+    path("", include("riskcontrol.urls")),
     path("", include("dashboards.urls")),
 ]

@@ -40,18 +40,21 @@ class AssignmentSerializer(serializers.ModelSerializer):
     order_tag = serializers.CharField(source="order.tag", allow_null=True, default=None)
     order_summary = serializers.SerializerMethodField()
     inquiry_text = serializers.CharField(source="inquiry.text", allow_null=True, default=None)
+    review_order_tag = serializers.CharField(source="review.order.tag", allow_null=True, default=None)
 
     class Meta:
         model = Assignment
         fields = [
             "id", "state", "agent", "agent_name", "order", "order_tag", "order_summary", "inquiry",
-            "inquiry_text", "round", "policy_kind", "score", "breakdown", "distance_km",
-            "skill_match", "manual", "offered_at", "expires_at", "responded_at", "closed_at", "reason",
+            "inquiry_text", "review", "review_order_tag", "round", "policy_kind", "score", "breakdown",
+            "distance_km", "skill_match", "manual", "offered_at", "expires_at", "responded_at", "closed_at",
+            "reason",
         ]  # fmt: skip
         read_only_fields = fields
 
     def get_order_summary(self, a: Assignment) -> dict | None:
-        o = a.order
+        # A review task is about its held order: the reviewer sees that order's summary.
+        o = a.order or (a.review.order if a.review_id else None)
         if o is None:
             return None
         return {
@@ -84,7 +87,7 @@ class AssignmentListApi(ListAPIView):
         return super().get(request, *args, **kwargs)
 
     def get_queryset(self):
-        qs = selectors.assignments_visible_to(self.request.user)
+        qs = selectors.assignments_visible_to(self.request.user).select_related("review__order")
         params = self.request.query_params
         if params.get("mine") in {"1", "true", "yes"}:
             qs = qs.filter(agent=agent_of(self.request.user))

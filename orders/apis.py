@@ -28,6 +28,7 @@ from orders.serializers import (
     reusable,
 )
 from orders.states import IllegalTransition, Role, RoleMayNotTransition, TransitionError
+from riskcontrol import services as risk_services
 
 ErrorSerializer = inline_serializer(
     "Error", {"code": serializers.CharField(), "detail": serializers.CharField()}
@@ -37,6 +38,9 @@ ErrorSerializer = inline_serializer(
 _DOMAIN_STATUS: list[tuple[type[Exception], int]] = [
     (RoleMayNotTransition, status.HTTP_403_FORBIDDEN),
     (services.FieldNotEditable, status.HTTP_403_FORBIDDEN),
+    (risk_services.MayNotReview, status.HTTP_403_FORBIDDEN),
+    (risk_services.ReviewError, status.HTTP_409_CONFLICT),
+    (risk_services.ReviewNotFound, status.HTTP_404_NOT_FOUND),
     (IllegalTransition, status.HTTP_409_CONFLICT),
     (TransitionError, status.HTTP_409_CONFLICT),
     (services.OrderNotFound, status.HTTP_404_NOT_FOUND),

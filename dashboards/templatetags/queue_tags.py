@@ -14,15 +14,19 @@ register = template.Library()
 
 @register.simple_tag
 def queue_nav(user) -> dict[str, bool]:
-    """{"agent": has an agent profile, "manager": may dispatch by hand}. `user.agent` raises
-    for users without a profile, so the check is a query, not an attribute."""
+    """{"agent": has an agent profile, "manager": may dispatch by hand, "reviewer": may work
+    on risk reviews}. `user.agent` raises for users without a profile, so the check is a
+    query, not an attribute."""
     from agents.models import Agent
+    from riskcontrol.selectors import REVIEW_ROLES
 
     if user is None or not user.is_authenticated:
-        return {"agent": False, "manager": False}
+        return {"agent": False, "manager": False, "reviewer": False}
+    roles = roles_of(user)
     return {
         "agent": Agent.objects.filter(user_id=user.pk).exists(),
-        "manager": bool(roles_of(user) & MANAGER_ROLES),
+        "manager": bool(roles & MANAGER_ROLES),
+        "reviewer": bool(roles & REVIEW_ROLES),
     }
 
 

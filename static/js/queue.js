@@ -22,6 +22,7 @@
   var sections = {
     offers: document.getElementById("q-offers"),
     orders: document.getElementById("q-orders"),
+    reviews: document.getElementById("q-reviews"),
     inquiries: document.getElementById("q-inquiries"),
   };
   var state = { agent: null, offers: [], accepted: [], inquiries: [] };
@@ -198,6 +199,7 @@
   }
 
   function offerName(offer) {
+    if (offer.review) return fill(strings.review, { tag: offer.review_order_tag });
     return offer.order_tag || fill(strings.inquiry, { id: offer.inquiry });
   }
 
@@ -301,6 +303,23 @@
     setFact(card, "note", summary.note);
   }
 
+  function makeReview() {
+    return clone("t-review");
+  }
+
+  function updateReview(card, a) {
+    var summary = a.order_summary || {};
+    var link = card.querySelector(".q-tag");
+    link.textContent = offerName(a);
+    link.href = root.dataset.reviews + a.review + "/";
+    var stage = card.querySelector(".q-stage");
+    stage.textContent = labels.stage[summary.stage] || summary.stage || "";
+    stage.className = "stage q-stage stage-" + (summary.stage || "");
+    setFact(card, "customer", summary.customer);
+    setFact(card, "address", summary.address);
+    setFact(card, "amount", summary.amount ? "¥" + summary.amount : "");
+  }
+
   function makeInquiry() {
     var card = clone("t-inquiry");
     var button = card.querySelector(".q-close");
@@ -360,6 +379,11 @@
       .filter(function (a) { return a.order; })
       .map(function (a) { a.key = a.id; return a; });
     reconcile(sections.orders, orders, makeOrder, updateOrder);
+    var reviews = state.accepted
+      .filter(function (a) { return a.review; })
+      .map(function (a) { a.key = a.id; return a; });
+    reconcile(sections.reviews, reviews, makeReview, updateReview);
+    sections.reviews.hidden = reviews.length === 0;
     reconcile(sections.inquiries, heldInquiries(), makeInquiry, updateInquiry);
     renderAgent();
     var updated = document.getElementById("q-updated");
