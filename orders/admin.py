@@ -4,7 +4,8 @@ from django.core.exceptions import ValidationError
 from django.utils.translation import gettext_lazy as _
 
 from orders.mapping import MappingError, validate_mapping
-from orders.models import Channel, Customer, ImportJob, Order, OrderEvent, ReconciliationRun
+from orders.models import Channel, Customer, ImportJob, Order, OrderEvent, ReconciliationRun, Warehouse
+from orders.normalize import parse_address
 
 
 class ChannelForm(forms.ModelForm):
@@ -164,3 +165,72 @@ class ImportJobAdmin(_ReadOnlyAdmin):
         "created_at",
     ]
     list_filter = ["status", "channel"]
+
+
+class WarehouseForm(forms.ModelForm):
+    class Meta:
+        model = Warehouse
+        fields = "__all__"  # noqa: DJ007 - every field is edited here
+
+    def clean_latitude(self):
+        value = self.cleaned_data.get("latitude")
+        if value is not None and not -90 <= value <= 90:
+            raise ValidationError(_("A latitude runs from -90 to 90; got %(value)s.") % {"value": value})
+        return value
+
+    def clean_longitude(self):
+        value = self.cleaned_data.get("longitude")
+        if value is not None and not -180 <= value <= 180:
+            raise ValidationError(_("A longitude runs from -180 to 180; got %(value)s.") % {"value": value})
+        return value
+
+    def clean_provinces(self) -> list[str]:
+        """Province names as orders store them ("广东" becomes "广东省"), each served by one
+        active warehouse only: screening picks the ship-from warehouse by province."""
+        value = self.cleaned_data.get("provinces")
+        if value in (None, ""):
+            return []
+        if not isinstance(value, list) or not all(isinstance(p, str) and p.strip() for p in value):
+            raise ValidationError(
+                _('Provinces must be a list of province names, e.g. ["广东省", "广西壮族自治区"].')
+            )
+        names = []
+        for raw in value:
+            parsed = parse_address(raw.strip())
+            if not parsed.province or parsed.city:
+                raise ValidationError(_("'%(name)s' is not a province name.") % {"name": raw})
+            names.append(parsed.province)
+        names = list(dict.fromkeys(names))
+        if self.cleaned_data.get("is_active", True):
+            others = Warehouse.objects.filter(is_active=True).exclude(pk=self.instance.pk)
+            for other in others:
+                shared = [n for n in names if n in (other.provinces or [])]
+                if shared:
+                    raise ValidationError(
+                        _("Already served by %(warehouse)s: %(provinces)s.")
+                        % {"provinces": "、".join(shared), "warehouse": other}
+                    )
+        return names
+
+    def clean(self):
+        cleaned = super().clean()
+        if cleaned.get("is_default"):
+            other = Warehouse.objects.filter(is_default=True).exclude(pk=self.instance.pk).first()
+            if other is not None:
+                self.add_error(
+                    "is_default",
+                    _("%(warehouse)s is already the default; untick it there first.") % {"warehouse": other},
+                )
+        return cleaned
+
+
+@admin.register(Warehouse)
+class WarehouseAdmin(admin.ModelAdmin):
+    form = WarehouseForm
+    list_display = ["name", "code", "city", "coordinates", "provinces", "is_default", "is_active"]
+    list_filter = ["is_active", "is_default"]
+    search_fields = ["name", "code", "city"]
+
+    @admin.display(description=_("coordinates"))
+    def coordinates(self, obj: Warehouse) -> str:
+        return f"{obj.latitude}, {obj.longitude}"
