@@ -13,9 +13,11 @@ from django.db.models import Count
 from django.utils import timezone, translation
 
 from agents.models import Agent, AgentSkill, Region, Skill, Team
+from dispatch.models import Assignment
 from orders.management.commands.load_demo import plan_orders
 from orders.models import Channel, Customer, Order, OrderEvent, TagSequence
 from orders.states import Stage
+from riskcontrol.models import Review, RuleHit
 from tests.factories import ChannelFactory, UserFactory
 
 DEMO_USERS = ["admin", "supervisor", *[f"agent{n}" for n in range(1, 16)], "warehouse", "reviewer", "cs"]
@@ -103,12 +105,28 @@ def test_load_demo_twice_loads_a_realistic_demo_once(db, client):
     assert OrderEvent.objects.filter(kind=OrderEvent.Kind.EDIT).exists()
     assert OrderEvent.objects.filter(kind=OrderEvent.Kind.IGNORED_STALE).exists()
 
-    # People and configuration.
-    assert Agent.objects.count() == 15
-    assert set(Agent.objects.values_list("status", flat=True)) == {"online", "busy", "break", "offline"}
-    assert not Agent.objects.filter(backup=None).exists()
-    assert not Agent.objects.filter(latitude=None).exists()
+    # Risk screening caught them as they arrived; the reviewer decided some on the review desk.
+    held = orders.filter(stage="quarantined")
+    assert held.count() >= 5
+    assert Review.objects.filter(state="open").count() == held.count()
+    assert (
+        Review.objects.filter(state="confirmed").exists()
+        and Review.objects.filter(state="false_positive").exists()
+    )
+    assert (
+        RuleHit.objects.filter(outcome="confirmed").exists()
+        and RuleHit.objects.filter(outcome="false_positive").exists()
+    )
+    assert Assignment.objects.filter(review__isnull=False, agent__user__username="reviewer").exists()
+
+    # People and configuration: fifteen field agents and the risk desk.
+    assert Agent.objects.count() == 16
+    field = Agent.objects.exclude(user__username="reviewer")
+    assert set(field.values_list("status", flat=True)) == {"online", "busy", "break", "offline"}
+    assert not field.filter(backup=None).exists()
+    assert not field.filter(latitude=None).exists()
     assert all(3 <= c <= 8 for c in Agent.objects.values_list("capacity", flat=True))
+    assert Agent.objects.get(user__username="reviewer").skills.filter(code="risk_review").exists()
     assert Channel.objects.get(code="douyin").field_mapping["external_id"] == "order_sn"
     assert all(Channel.objects.values_list("webhook_secret", flat=True))
     assert User.objects.get(username="admin").is_superuser

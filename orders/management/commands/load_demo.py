@@ -32,9 +32,12 @@ from agents.models import Agent, AgentSkill, Region, Skill, Team
 from orders import normalize as norm
 from orders.actors import Actor, system_actor, user_actor
 from orders.mapping import apply_mapping
-from orders.models import STAGE_LABELS, Channel, Order
+from orders.models import STAGE_LABELS, Channel, Order, Warehouse
 from orders.services import order_edit, order_ingest_batch, order_transition
 from orders.states import Role, Stage, TransitionError
+from riskcontrol.defaults import REVIEW_SKILL
+from riskcontrol.models import Review
+from riskcontrol.services import review_decide
 
 SEED = 20251111
 PASSWORD = "paidan-demo"  # noqa: S105 - the published demo password
@@ -81,6 +84,30 @@ REGIONS = [
     ("east", "华东", ["上海市", "江苏省", "浙江省", "安徽省"]),
     ("south", "华南", ["广东省", "广西壮族自治区", "福建省", "海南省"]),
     ("north", "华北", ["北京市", "天津市", "河北省", "山西省", "山东省"]),
+]
+
+# Ship-from warehouses (code, name, city, lat, lng, provinces); Chengdu is the default.
+WAREHOUSES = [
+    ("sh", "上海青浦仓", "上海市", "31.1497", "121.1240", ["上海市", "江苏省", "浙江省", "安徽省"], False),
+    (
+        "gz",
+        "广州白云仓",
+        "广州市",
+        "23.1570",
+        "113.2731",
+        ["广东省", "广西壮族自治区", "福建省", "海南省"],
+        False,
+    ),
+    (
+        "tj",
+        "天津武清仓",
+        "天津市",
+        "39.3834",
+        "117.0443",
+        ["北京市", "天津市", "河北省", "山西省", "山东省"],
+        False,
+    ),
+    ("cd", "成都双流仓", "成都市", "30.5745", "103.9235", [], True),
 ]
 
 TEAMS = [("presales", "售前咨询"), ("aftersales", "售后服务"), ("install", "安装维修"), ("warehouse", "仓储")]
@@ -340,6 +367,7 @@ class Command(BaseCommand):
             "teams": _("teams"),
             "skills": _("skills"),
             "agents": _("agents"),
+            "warehouses": _("warehouses"),
         }
         made = ", ".join(f"{n} {labels[what]}" for what, n in created.items() if n) or _("nothing new")
         self.stdout.write(self.style.SUCCESS(_("Demo loaded in %(seconds).1f s.") % {"seconds": elapsed}))
@@ -447,6 +475,23 @@ def _ensure_setup() -> dict[str, int]:
             code=code, defaults={"name": name, "keywords": keywords}
         )
         created["skills"] += made
+
+    for code, name, city, lat, lng, provinces, default in WAREHOUSES:
+        _warehouse, made = Warehouse.objects.get_or_create(
+            code=code,
+            defaults={"name": name, "city": city, "latitude": Decimal(lat), "longitude": Decimal(lng),
+                      "provinces": provinces, "is_default": default and not Warehouse.objects.filter(is_default=True).exists()},
+        )  # fmt: skip
+        created["warehouses"] += made
+    # The risk desk: the reviewer takes review tasks from the pool like any agent.
+    review_skill, _made = Skill.objects.get_or_create(code=REVIEW_SKILL["code"], defaults=REVIEW_SKILL)
+    if not Agent.objects.filter(user=users["reviewer"]).exists():
+        desk = Agent.objects.create(
+            user=users["reviewer"], display_name="风控专员 周敏", status="online", capacity=8,
+            supervisor=users["supervisor"],
+        )  # fmt: skip
+        AgentSkill.objects.create(agent=desk, skill=review_skill, level=4)
+        created["agents"] += 1
 
     rng = random.Random(SEED)  # noqa: S311 - a fixed seed for repeatable demo data
     agents: dict[str, Agent] = {}
@@ -1013,6 +1058,14 @@ def _apply(step: Step, planned: PlannedOrder, actors: dict[str, Actor], channels
 
 
 def _move(order_id: int, step: Step, actors: dict[str, Actor]) -> None:
+    reviewer = actors["reviewer"]
+    if step.actor == "reviewer" and reviewer.user is not None:
+        review = Review.objects.filter(order_id=order_id, state__in=Review.OPEN_STATES).first()
+        if review is not None and step.to in (Stage.CANCELLED, Stage.PENDING_REVIEW):
+            # The reviewer decides on the review page: the rules learn from the disposition.
+            decision = "confirmed" if step.to == Stage.CANCELLED else "false_positive"
+            review_decide(review_id=review.pk, user=reviewer.user, decision=decision, note=step.reason)
+            return
     try:
         order_transition(order_id=order_id, to=step.to, actor=actors[step.actor], reason=step.reason)
     except TransitionError:
@@ -1023,9 +1076,15 @@ def _move(order_id: int, step: Step, actors: dict[str, Actor]) -> None:
             return
         if current != Stage.QUARANTINED:
             raise
-        order_transition(
-            order_id=order_id, to=Stage.PENDING_REVIEW, actor=actors["reviewer"], reason="复核通过，放行"
-        )
+        review = Review.objects.filter(order_id=order_id, state__in=Review.OPEN_STATES).first()
+        if review is not None and reviewer.user is not None:
+            review_decide(
+                review_id=review.pk, user=reviewer.user, decision="false_positive", note="复核通过，放行"
+            )
+        else:
+            order_transition(
+                order_id=order_id, to=Stage.PENDING_REVIEW, actor=reviewer, reason="复核通过，放行"
+            )
         order_transition(order_id=order_id, to=step.to, actor=actors[step.actor], reason=step.reason)
 
 
