@@ -1,6 +1,8 @@
 """`manage.py bench ingest`: how fast orders come in through the real HTTP API, measured
 against a bare `bulk_create` of the same rows in the same run. `manage.py bench dispatch`
 (dashboards.benchmarks.dispatch): seed 000's burst, the matcher, and smart vs round robin.
+`manage.py bench risk` (dashboards.benchmarks.risk): screening cost per order on a year of
+history, ingest with screening against without, and the rule dry run.
 
 It runs on PostgreSQL in a database of its own (`<name>_bench`, dropped and re-created each
 time, so real data is never touched), starts daphne on it as the Procfile does, and drives it
@@ -141,11 +143,13 @@ class Command(BaseCommand):
         "single-order API over real HTTP through daphne, against a bare bulk_create baseline. "
         "dispatch (needs REDIS_URL too): a 500-order burst on 50 agents until every order is "
         "offered or waits with a reason, the matcher on 1,000 x 200, smart vs round robin. "
+        "risk: screening cost per order on a year of history, ingest with screening against "
+        "without, and the rule dry run. "
         "Uses its own database <name>_bench, dropped and re-created on every run."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("what", choices=["ingest", "dispatch"], help=_("What to measure."))
+        parser.add_argument("what", choices=["ingest", "dispatch", "risk"], help=_("What to measure."))
         parser.add_argument("--json", action="store_true", help=_("Print one JSON object."))
         parser.add_argument("--runs", type=int, default=3, help=_("Runs; figures are medians."))
         parser.add_argument(
@@ -155,13 +159,23 @@ class Command(BaseCommand):
             "--single-orders", type=int, default=1_000, help=_("Orders per run through the single API.")
         )
         parser.add_argument(
+            "--history", type=int, default=1_000_000, help=_("risk: orders of history to build first.")
+        )
+        parser.add_argument(
+            "--samples", type=int, default=400, help=_("risk: single-order ingests per run, each way.")
+        )
+        parser.add_argument(
+            "--ingest-orders", type=int, default=3_000, help=_("risk: orders per ingest pass, each way.")
+        )
+        parser.add_argument(
             "--profile",
             type=int,
             default=0,
             metavar="N",
             help=_(
-                "Also profile, in this process, order_ingest_batch of N orders (ingest) or a burst "
-                "of N orders from ingest to the last matching round (dispatch), and print the hot spots."
+                "Also profile, in this process, order_ingest_batch of N orders (ingest), a burst "
+                "of N orders from ingest to the last matching round (dispatch) or N single-order "
+                "ingests with screening (risk), and print the hot spots."
             ),
         )
 
@@ -171,6 +185,9 @@ class Command(BaseCommand):
         single_orders = int(options["single_orders"])
         if options["what"] == "dispatch":
             self._dispatch(runs=runs, as_json=bool(options["json"]), profile=int(options["profile"]))
+            return
+        if options["what"] == "risk":
+            self._risk(options)
             return
         if runs < 1 or batch_orders < BATCH_SIZE or single_orders < SINGLE_CLIENTS:
             raise CommandError(
@@ -268,6 +285,34 @@ class Command(BaseCommand):
             self.stdout.write(json.dumps(result, ensure_ascii=False))
         else:
             self.stdout.write(dispatch.table(result))
+
+    def _risk(self, options: dict) -> None:
+        from dashboards.benchmarks import risk
+
+        runs, history = int(options["runs"]), int(options["history"])
+        samples, ingest_orders = int(options["samples"]), int(options["ingest_orders"])
+        if runs < 1 or history < 2_000 or samples < 1 or ingest_orders < 1:
+            raise CommandError(
+                _("--runs, --samples and --ingest-orders must be at least 1, --history at least 2,000.")
+            )
+        db = connections["default"].settings_dict
+        if settings.EMBEDDED or db["ENGINE"] != "django.db.backends.postgresql":
+            raise CommandError(
+                _(
+                    "The risk benchmark runs on PostgreSQL: set DATABASE_URL (e.g. "
+                    "postgres://postgres@127.0.0.1:5432/paidan). It creates and uses its own "
+                    "database <name>_bench and never touches <name>."
+                )
+            )
+        bench_db = self._prepare_database(db)
+        result = risk.run(
+            runs=runs, history=history, samples=samples, ingest_orders=ingest_orders, bench_db=bench_db,
+            profile=int(options["profile"]), log=self._log,
+        )  # fmt: skip
+        if options["json"]:
+            self.stdout.write(json.dumps(result, ensure_ascii=False))
+        else:
+            self.stdout.write(risk.table(result))
 
     def _prepare_database(self, db: dict) -> str:
         """`<name>_bench`, dropped, re-created and migrated; this process now uses it."""
