@@ -182,6 +182,12 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # Several models have a `state`, `status` or `kind`: name each choice set after its model.
+    "ENUM_NAME_OVERRIDES": {
+        "OrderKindEnum": "orders.models.Order.Kind",
+        "ReviewStateEnum": "riskcontrol.models.Review.State",
+        "AgentStatusEnum": "agents.models.Agent.Status",
+    },
 }
 
 # A batch of 1,000 orders is ~1 MB of JSON; anything far beyond is refused with 413.
