@@ -9,19 +9,39 @@ from orders.actors import roles_of
 from orders.models import Order
 from orders.states import Role, Stage
 
-# Roles that see every order (supervisors will be narrowed to their regions by dispatch).
-_SEE_ALL = frozenset({Role.ADMIN, Role.SUPERVISOR, Role.CUSTOMER_SERVICE, Role.WAREHOUSE, Role.RISK_REVIEWER})
+# Roles that see every order; a supervisor sees the orders of their regions.
+_SEE_ALL = frozenset({Role.ADMIN, Role.CUSTOMER_SERVICE, Role.WAREHOUSE, Role.RISK_REVIEWER})
 
 
 def order_visible_to(user) -> QuerySet[Order]:
-    """Orders `user` may see: everything for back-office roles, only their own for agents."""
+    """Orders `user` may see: everything for back-office roles; for a supervisor the orders
+    delivered to their regions' provinces, and those no region covers (someone must see
+    them); only their own for agents."""
     qs = Order.objects.select_related("channel", "owner", "customer")
     roles = roles_of(user)
     if roles & _SEE_ALL or user.has_perm("orders.view_order"):  # the perm: integration accounts
         return qs
+    if Role.SUPERVISOR in roles:
+        return qs.filter(_supervised(user))
     if Role.AGENT in roles:
         return qs.filter(owner=user)
     return qs.none()
+
+
+def _supervised(user) -> Q:
+    from agents.models import Region
+
+    mine: set[str] = set()
+    covered: set[str] = set()
+    supervised = set(user.supervised_regions.values_list("id", flat=True))
+    if not supervised:
+        return Q()  # a supervisor of no particular region oversees them all
+    for region_id, provinces in Region.objects.values_list("id", "provinces"):
+        names = {str(p).strip() for p in provinces or []}
+        covered |= names
+        if region_id in supervised:
+            mine |= names
+    return Q(province__in=mine) | ~Q(province__in=covered)
 
 
 class OrderFilter(django_filters.FilterSet):
