@@ -65,18 +65,23 @@ class ChannelAdmin(admin.ModelAdmin):
     ]
 
 
-class ReadOnlyEventInline(admin.TabularInline):
-    model = OrderEvent
+class ReadOnlyInline(admin.TabularInline):
+    """Rows shown under their parent that nobody adds, changes or deletes here."""
+
     extra = 0
     can_delete = False
-    fields = ["at", "kind", "actor", "from_stage", "to_stage", "reason", "changes"]
-    readonly_fields = fields
 
     def has_add_permission(self, request, obj=None) -> bool:
         return False
 
     def has_change_permission(self, request, obj=None) -> bool:
         return False
+
+
+class ReadOnlyEventInline(ReadOnlyInline):
+    model = OrderEvent
+    fields = ["at", "kind", "actor", "from_stage", "to_stage", "reason", "changes"]
+    readonly_fields = fields
 
 
 @admin.register(Order)
@@ -125,8 +130,11 @@ class OrderEventAdmin(admin.ModelAdmin):
         return False
 
 
-class _ReadOnlyAdmin(admin.ModelAdmin):
-    """Records the software writes: visible to admins, changed by nobody."""
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Records the software writes: visible to admins, changed by nobody (and deleted by
+    nobody unless `deletable`)."""
+
+    deletable = True
 
     def has_add_permission(self, request) -> bool:
         return False
@@ -134,9 +142,12 @@ class _ReadOnlyAdmin(admin.ModelAdmin):
     def has_change_permission(self, request, obj=None) -> bool:
         return False
 
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return self.deletable and super().has_delete_permission(request, obj)
+
 
 @admin.register(ReconciliationRun)
-class ReconciliationRunAdmin(_ReadOnlyAdmin):
+class ReconciliationRunAdmin(ReadOnlyAdmin):
     list_display = [
         "channel",
         "started_at",
@@ -152,7 +163,7 @@ class ReconciliationRunAdmin(_ReadOnlyAdmin):
 
 
 @admin.register(ImportJob)
-class ImportJobAdmin(_ReadOnlyAdmin):
+class ImportJobAdmin(ReadOnlyAdmin):
     list_display = [
         "original_name",
         "channel",

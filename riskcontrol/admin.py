@@ -22,6 +22,7 @@ from django.utils.safestring import mark_safe
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
+from orders.admin import ReadOnlyAdmin, ReadOnlyInline
 from orders.models import Channel
 from orders.normalize import parse_address
 from riskcontrol import services
@@ -174,10 +175,8 @@ class RuleForm(forms.ModelForm):
         }
 
 
-class RuleWeightChangeInline(admin.TabularInline):
+class RuleWeightChangeInline(ReadOnlyInline):
     model = RuleWeightChange
-    extra = 0
-    can_delete = False
     fields = [
         "at",
         "source",
@@ -191,12 +190,6 @@ class RuleWeightChangeInline(admin.TabularInline):
     ]
     readonly_fields = fields
     verbose_name_plural = _("weight history")
-
-    def has_add_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
 
 
 class DryRunForm(forms.Form):
@@ -413,17 +406,10 @@ class DeliveryRestrictionAdmin(admin.ModelAdmin):
     search_fields = ["province", "city", "reason"]
 
 
-class _ReadOnly(admin.ModelAdmin):
-    """What the software and the reviewers wrote: visible, changed here by nobody."""
+class _ReadOnly(ReadOnlyAdmin):
+    """What the software and the reviewers wrote: visible, changed and deleted here by nobody."""
 
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
+    deletable = False
 
 
 @admin.register(RuleWeightChange)
@@ -434,18 +420,10 @@ class RuleWeightChangeAdmin(_ReadOnly):
     date_hierarchy = "at"
 
 
-class ReviewDecisionInline(admin.TabularInline):
+class ReviewDecisionInline(ReadOnlyInline):
     model = ReviewDecision
-    extra = 0
-    can_delete = False
     fields = ["at", "decision", "note", "blacklisted", "by"]
     readonly_fields = fields
-
-    def has_add_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
 
 
 @admin.register(Review)

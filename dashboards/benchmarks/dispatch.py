@@ -12,7 +12,6 @@ import cProfile
 import hashlib
 import io
 import os
-import platform
 import pstats
 import random
 import re
@@ -36,6 +35,8 @@ from django.core.management.base import CommandError
 from django.db import connection
 from django.db.models import Count, Q
 from scipy.optimize import linear_sum_assignment
+
+from dashboards.benchmarks.common import enqueue_for_real, git_commit, machine, profile_text
 
 TARGETS = {"burst500_seconds": 3.0, "match_ms_1000x200": 50.0}
 BURST_ORDERS = 500
@@ -107,7 +108,7 @@ def run(*, runs: int, bench_db: str, worker_env: dict[str, str], profile: int, l
 
     started = time.perf_counter()
     load_before = os.getloadavg()
-    with _enqueue_for_real(celery_app):
+    with enqueue_for_real(celery_app):
         roster = _create_roster()
         per_run = []
         for run_no in range(1, runs + 1):
@@ -127,18 +128,6 @@ def run(*, runs: int, bench_db: str, worker_env: dict[str, str], profile: int, l
         "after": round(os.getloadavg()[0], 2),
     }
     return result
-
-
-@contextmanager
-def _enqueue_for_real(celery_app) -> Iterator[None]:
-    """The on-commit round goes to the broker (for the worker to consume), never runs inline:
-    with CELERY_TASK_ALWAYS_EAGER set the in-process timing would count every round twice."""
-    before = celery_app.conf.task_always_eager
-    celery_app.conf.task_always_eager = False
-    try:
-        yield
-    finally:
-        celery_app.conf.task_always_eager = before
 
 
 # --- The roster --------------------------------------------------------------------------
@@ -684,16 +673,13 @@ def _profile_burst(roster: Roster, count: int) -> dict:
     profiler.enable()
     burst = _burst_in_process(payloads)
     profiler.disable()
-    out = io.StringIO()
-    stats = pstats.Stats(profiler, stream=out)
-    stats.sort_stats("cumulative").print_stats(40)
-    stats.sort_stats("tottime").print_stats(25)
+    text = profile_text(profiler, cumulative=40, tottime=25)
     return {
         "orders": count,
         "seconds_profiled": round(burst.seconds, 3),
         "ingest_seconds": round(burst.ingest_seconds, 3),
         "dispatch_seconds": round(burst.dispatch_seconds, 3),
-        "text": out.getvalue(),
+        "text": text,
     }
 
 
@@ -720,7 +706,7 @@ def _summary(per_run: list[dict], *, bench_db: str, roster: Roster) -> dict:
         "benchmark": "dispatch",
         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "command": shlex.join(sys.argv),
-        "git_commit": _git_commit(),
+        "git_commit": git_commit(),
         "dispatch_source_digest": _source_digest(),
         "burst500_seconds": burst,
         "burst500_measured": "in-process: order_ingest_batch in 5 deliveries of 100, then dispatch_tick() until checked",
@@ -756,12 +742,7 @@ def _summary(per_run: list[dict], *, bench_db: str, roster: Roster) -> dict:
             "database": bench_db,
             "broker": _masked(os.environ.get("REDIS_URL", "")),
         },
-        "machine": {
-            "cpus": os.cpu_count(),
-            "python": platform.python_version(),
-            "postgresql": pg_version,
-            "platform": platform.platform(),
-        },
+        "machine": machine(pg_version),
     }
 
 
@@ -773,29 +754,6 @@ def _median_quality(runs: list[dict]) -> dict:
     reasons = sorted({k for r in runs for k in r["not_offered"]})
     out["not_offered"] = {k: _median([r["not_offered"].get(k, 0) for r in runs]) for k in reasons}
     return out
-
-
-def _git_commit() -> str | None:
-    try:
-        head = subprocess.run(
-            ["git", "rev-parse", "HEAD"],  # noqa: S607
-            cwd=settings.BASE_DIR,
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=True,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],  # noqa: S607
-            cwd=settings.BASE_DIR,
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=True,
-        ).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return f"{head}{' (with uncommitted changes)' if dirty else ''}"
 
 
 def _source_digest() -> str:

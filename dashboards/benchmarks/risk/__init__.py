@@ -37,18 +37,17 @@ from __future__ import annotations
 
 import hashlib
 import os
-import platform
 import shlex
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 
 from django.conf import settings
 from django.db import connection
 
+from dashboards.benchmarks.common import enqueue_for_real, git_commit, machine
 from dashboards.benchmarks.risk.history import build_history, burst_count
 from dashboards.benchmarks.risk.measure import dry_run_days, median_of, one_run, percentile, profile_ingest
 from dashboards.benchmarks.risk.world import BURST_SIZE, INGEST_BATCH, World
@@ -64,18 +63,17 @@ def run(
 
     started = time.perf_counter()
     load_before = os.getloadavg()
-    with _enqueue_for_real(celery_app):
+    with enqueue_for_real(celery_app):
         world = build_history(history=history, log=log)
         days, window = dry_run_days()
         log(f"Dry-run window: {days} days hold {window:,} orders")
-        dry_run = _dry_run_function()
         per_run = []
         for run_no in range(1, runs + 1):
             log(f"Run {run_no} of {runs} …")
             per_run.append(
                 one_run(
                     run_no, world=world, samples=samples, ingest_orders=ingest_orders, days=days,
-                    dry_run=dry_run, log=log,
+                    log=log,
                 )
             )  # fmt: skip
         result = _summary(
@@ -94,31 +92,9 @@ def run(
     return result
 
 
-@contextmanager
-def _enqueue_for_real(celery_app) -> Iterator[None]:
-    """Ingest's on-commit matching round goes to the broker, never runs inline (with
-    CELERY_TASK_ALWAYS_EAGER set it would run inside the timed ingest)."""
-    before = celery_app.conf.task_always_eager
-    celery_app.conf.task_always_eager = False
-    try:
-        yield
-    finally:
-        celery_app.conf.task_always_eager = before
-
-
-def _dry_run_function() -> Callable | None:
-    try:
-        from riskcontrol.dryrun import rule_dry_run
-    except ImportError:
-        return None
-    return rule_dry_run
-
-
 def _summary(
     per_run: list[dict], *, world: World, bench_db: str, days: int, window: int, ingest_orders: int
 ) -> dict:
-    from dashboards.benchmarks.dispatch import _git_commit
-
     screen = [v for r in per_run for v in r["screen_ms"]]
     floor = [v for r in per_run for v in r["roundtrips_ms"]]
     clean = [v for r in per_run for v, h in zip(r["screen_ms"], r["screen_hit"], strict=True) if not h]
@@ -130,11 +106,10 @@ def _summary(
     # Each run's ratio compares passes made side by side; the figure is their median.
     ratio = median_of([r["ingest_overhead_ratio"] for r in per_run])
     dry = {}
-    if all("dry_run" in r for r in per_run):
-        for kind in per_run[0]["dry_run"]:
-            runs = [r["dry_run"][kind] for r in per_run]
-            dry[kind] = {key: median_of([x[key] for x in runs]) for key in runs[0] if key != "samples"}
-    dry_s = max((d["seconds"] for d in dry.values()), default=None)
+    for kind in per_run[0]["dry_run"]:
+        runs = [r["dry_run"][kind] for r in per_run]
+        dry[kind] = {key: median_of([x[key] for x in runs]) for key in runs[0] if key != "samples"}
+    dry_s = max(d["seconds"] for d in dry.values())
     p99 = percentile(screen, 99)
     with connection.cursor() as cursor:
         cursor.execute("SHOW server_version")
@@ -147,13 +122,13 @@ def _summary(
     meets = {
         "screen_p99_ms": p99 is not None and p99 < TARGETS["screen_p99_ms"],
         "ingest_overhead_ratio": ratio >= TARGETS["ingest_overhead_ratio"],
-        "dry_run_100k_s": dry_s is not None and dry_s < TARGETS["dry_run_100k_s"],
+        "dry_run_100k_s": dry_s < TARGETS["dry_run_100k_s"],
     }
     return {
         "benchmark": "risk",
         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "command": shlex.join(sys.argv),
-        "git_commit": _git_commit(),
+        "git_commit": git_commit(),
         "risk_source_digest": _source_digest(),
         "screen_p50_ms": percentile(screen, 50),
         "screen_p99_ms": p99,
@@ -190,8 +165,7 @@ def _summary(
         "ingest_on_orders_per_s": on_rate,
         "ingest_off_orders_per_s": off_rate,
         "dry_run_100k_s": dry_s,
-        "dry_run": dry or None,
-        "dry_run_note": None if dry else "riskcontrol.dryrun.rule_dry_run is not available: not measured",
+        "dry_run": dry,
         "dry_run_days": days,
         "dry_run_window_orders": window,
         "targets": TARGETS,
@@ -223,12 +197,7 @@ def _summary(
             "deliveries_of": INGEST_BATCH,
             "database": bench_db,
         },
-        "machine": {
-            "cpus": os.cpu_count(),
-            "python": platform.python_version(),
-            "postgresql": pg_version,
-            "platform": platform.platform(),
-        },
+        "machine": machine(pg_version),
     }
 
 
@@ -290,16 +259,14 @@ def table(result: dict) -> str:
         f"{format(result['ingest_off_orders_per_s'], ',.0f') + ' without (baseline)':<34}",
         f"{'dry_run_100k_s (slower of two rules)':<44} {num(result['dry_run_100k_s'], '{:.2f}'):>12}   "
         f"{'< ' + format(TARGETS['dry_run_100k_s'], '.0f') + ' s':<34} "
-        f"{verdict('dry_run_100k_s') if result['dry_run'] else 'not measured'}",
+        f"{verdict('dry_run_100k_s')}",
     ]
-    for kind, d in (result["dry_run"] or {}).items():
+    for kind, d in result["dry_run"].items():
         lines.append(
             f"{'  ' + kind:<44} {d['seconds']:>12.2f}   {d['scanned']:,.0f} scanned, {d['flagged']:,.0f} flagged"
-            + (f", {d['confirmed']:,.0f} confirmed" if "confirmed" in d else "")
+            + f", {d['confirmed']:,.0f} confirmed"
         )
     lines.append(f"  window: last {result['dry_run_days']} days, {result['dry_run_window_orders']:,} orders")
-    if result["dry_run_note"]:
-        lines.append(f"  {result['dry_run_note']}")
     if "profile" in result:
         lines += ["", result["profile"]["text"]]
     return "\n".join(lines)

@@ -4,9 +4,7 @@ beside as many bare round trips, and ingest throughput with screening and withou
 from __future__ import annotations
 
 import cProfile
-import io
 import math
-import pstats
 import statistics
 import time
 from collections.abc import Callable, Iterator
@@ -19,6 +17,7 @@ from django.db import connection
 from django.test import override_settings
 from django.utils import timezone
 
+from dashboards.benchmarks.common import profile_text
 from dashboards.benchmarks.risk.world import DRY_RUN_WINDOW, INGEST_BATCH, SEED, Payloads, World
 
 
@@ -84,19 +83,16 @@ def one_run(
     samples: int,
     ingest_orders: int,
     days: int,
-    dry_run: Callable | None,
     log: Callable,
 ) -> dict:
-    out: dict = {"run": run_no}
-    if dry_run is not None:
-        out["dry_run"] = _dry_runs(dry_run, days)
-        log(
-            "  dry run: "
-            + ", ".join(
-                f"{k} {v['seconds']:.2f} s ({v['scanned']:,} scanned, {v['flagged']:,} flagged)"
-                for k, v in out["dry_run"].items()
-            )
+    out: dict = {"run": run_no, "dry_run": _dry_runs(days)}
+    log(
+        "  dry run: "
+        + ", ".join(
+            f"{k} {v['seconds']:.2f} s ({v['scanned']:,} scanned, {v['flagged']:,} flagged)"
+            for k, v in out["dry_run"].items()
         )
+    )
     gen = Payloads(world, seed=SEED + run_no)
     out["channel_usual_uncached_ms"] = _channel_usual_ms(world)
     # Warm-up, one order per channel each way: the address table, the phone geocoder and each
@@ -245,29 +241,26 @@ def dry_run_days() -> tuple[int, int]:
         return days, cursor.fetchone()[0]
 
 
-def _dry_runs(dry_run: Callable, days: int) -> dict:
+def _dry_runs(days: int) -> dict:
     """The default IP-velocity rule and the default composite rule over the window."""
+    from riskcontrol.dryrun import rule_dry_run
     from riskcontrol.models import Rule
 
     out = {}
     for kind in ("ip_velocity", "composite"):
         rule = Rule.objects.filter(kind=kind).order_by("pk").first()
         started = time.perf_counter()
-        result = dry_run(kind=rule.kind, params=rule.params, days=days, samples=20)
+        result = rule_dry_run(kind=rule.kind, params=rule.params, days=days, samples=20)
         seconds = time.perf_counter() - started
         out[kind] = {
             "seconds": round(seconds, 3),
-            # The function's own timer (`seconds`, or `elapsed_s` in its first version).
-            "reported_seconds": round(
-                float(getattr(result, "seconds", getattr(result, "elapsed_s", 0.0))), 3
-            ),
+            "reported_seconds": result.elapsed_s,  # the dry run's own timer
             "scanned": result.scanned,
             "flagged": result.flagged,
+            "confirmed": result.confirmed,
+            "false_positives": result.false_positives,
+            "samples": len(result.samples),
         }
-        for name in ("confirmed", "false_positives", "undecided"):
-            if isinstance(getattr(result, name, None), int):
-                out[kind][name] = getattr(result, name)
-        out[kind]["samples"] = len(getattr(result, "samples", []) or [])
     return out
 
 
@@ -283,15 +276,11 @@ def profile_ingest(world: World, count: int) -> dict:
             ingest([payload])
         profiler.disable()
     seconds = time.perf_counter() - started
-    out = io.StringIO()
-    stats = pstats.Stats(profiler, stream=out)
-    stats.sort_stats("cumulative").print_stats(45)
-    stats.sort_stats("tottime").print_stats(30)
     return {
         "orders": count,
         "seconds_profiled": round(seconds, 3),
         "screen_seconds_profiled": round(clock.seconds, 3),
-        "text": out.getvalue(),
+        "text": profile_text(profiler, cumulative=45, tottime=30),
     }
 
 

@@ -13,11 +13,8 @@ clients). Figures are medians over `--runs`; docs/benchmarks.md records them.
 from __future__ import annotations
 
 import cProfile
-import io
 import json
 import os
-import platform
-import pstats
 import random
 import socket
 import statistics
@@ -41,6 +38,8 @@ from django.db import connections, transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from psycopg import sql
+
+from dashboards.benchmarks.common import machine, profile_text
 
 BATCH_SIZE = 1000  # the API's maximum per request
 SINGLE_CLIENTS = 4
@@ -459,12 +458,7 @@ def _summary(per_run: list[dict], *, bench_db: str, batch_orders: int, single_or
             "database": bench_db,
             "channel_layer": "redis" if os.environ.get("REDIS_URL") else "in-memory",
         },
-        "machine": {
-            "cpus": os.cpu_count(),
-            "python": platform.python_version(),
-            "postgresql": pg_version,
-            "platform": platform.platform(),
-        },
+        "machine": machine(pg_version),
     }
 
 
@@ -481,15 +475,11 @@ def _profile(generator: OrderGenerator, channel_code: str, count: int) -> dict:
     results = order_ingest_batch(payloads=payloads, actor=system_actor("bench"))
     profiler.disable()
     seconds = time.perf_counter() - started
-    out = io.StringIO()
-    stats = pstats.Stats(profiler, stream=out)
-    stats.sort_stats("cumulative").print_stats(35)
-    stats.sort_stats("tottime").print_stats(25)
     return {
         "orders": count,
         "created": sum(r.status == "created" for r in results),
         "seconds_profiled": round(seconds, 3),
-        "text": out.getvalue(),
+        "text": profile_text(profiler, cumulative=35, tottime=25),
     }
 
 
