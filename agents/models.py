@@ -18,6 +18,12 @@ class Region(models.Model):
     supervisors = models.ManyToManyField(
         settings.AUTH_USER_MODEL, blank=True, related_name="supervised_regions", verbose_name=_("supervisors")
     )
+    wecom_webhook_url = models.URLField(
+        _("WeCom robot webhook"),
+        max_length=500,
+        blank=True,
+        help_text=_("The region's group robot for alerts."),
+    )
 
     class Meta:
         verbose_name = _("region")
@@ -34,6 +40,12 @@ class Team(models.Model):
     code = models.SlugField(_("code"), max_length=32, unique=True)
     name = models.CharField(_("name"), max_length=60)
     region = models.ForeignKey(Region, null=True, blank=True, on_delete=models.SET_NULL)
+    wecom_webhook_url = models.URLField(
+        _("WeCom robot webhook"),
+        max_length=500,
+        blank=True,
+        help_text=_("The team's group robot; overdue reminders go here, mentioning the owner."),
+    )
 
     class Meta:
         verbose_name = _("team")
@@ -199,3 +211,20 @@ class PerformanceRecord(models.Model):
 
     def __str__(self) -> str:
         return f"{self.agent_id} {self.kind} {self.at:%Y-%m-%d}"
+
+
+class UserContact(models.Model):
+    """How to reach a person outside the app: the phone for SMS and WeCom mentions (the
+    e-mail address is the account's own)."""
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="contact")
+    phone = models.CharField(
+        _("mobile phone"), max_length=20, blank=True, help_text=_("E.164, e.g. +8613800138000.")
+    )
+
+    class Meta:
+        verbose_name = _("contact")
+        verbose_name_plural = _("contacts")
+
+    def __str__(self) -> str:
+        return f"{self.user} {self.phone}"

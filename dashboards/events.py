@@ -20,6 +20,7 @@ logger = logging.getLogger(__name__)
 
 ORDERS_CHANGED = "orders.changed"
 AGENT_CHANGED = "agent.changed"
+ALERTS_RAISED = "alerts.raised"
 
 
 class OrdersChanged(TypedDict):
@@ -31,6 +32,13 @@ class AgentChanged(TypedDict):
     """An agent's offers, orders or inquiries changed: their queue page re-fetches."""
 
     type: str  # "agent.changed"
+
+
+class AlertsRaised(TypedDict):
+    """New red-flag alerts: boards show them as toasts and in the alert list."""
+
+    type: str  # "alerts.raised"
+    ids: list[int]
 
 
 # A burst of 10,000 ingested orders becomes a handful of messages, not 10,000.
@@ -79,12 +87,28 @@ def publish_agent_changed(agent_ids: list[int]) -> None:
     _sender().submit_agents(agent_ids)
 
 
+def publish_alerts_raised(alert_ids: list[int]) -> None:
+    """Tell every open board about new alerts. Never raises (see above)."""
+    layer = get_channel_layer()
+    if layer is None or not alert_ids:
+        return
+    if isinstance(layer, InMemoryChannelLayer):
+        try:
+            async_to_sync(layer.group_send)(
+                board_group(), AlertsRaised(type=ALERTS_RAISED, ids=list(alert_ids))
+            )
+        except Exception:
+            logger.warning("alert push failed for %d alerts", len(alert_ids), exc_info=True)
+        return
+    _sender().submit_alerts(alert_ids)
+
+
 class _BoardSender:
     """One daemon thread per process with its own event loop; drains everything queued
     into as few group sends as possible."""
 
     def __init__(self) -> None:
-        # ("orders", ids) or ("agents", ids)
+        # ("orders", ids), ("agents", ids) or ("alerts", ids)
         self._queue: queue.SimpleQueue[tuple[str, list[int]]] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="board-sender", daemon=True)
         self._thread.start()
@@ -95,10 +119,13 @@ class _BoardSender:
     def submit_agents(self, agent_ids: list[int]) -> None:
         self._queue.put(("agents", list(agent_ids)))
 
+    def submit_alerts(self, alert_ids: list[int]) -> None:
+        self._queue.put(("alerts", list(alert_ids)))
+
     def _run(self) -> None:
         loop = asyncio.new_event_loop()
         while True:
-            pending = {"orders": [], "agents": []}
+            pending = {"orders": [], "agents": [], "alerts": []}
             kind, ids = self._queue.get()
             pending[kind].extend(ids)
             while True:
@@ -109,16 +136,19 @@ class _BoardSender:
                 pending[kind].extend(ids)
             orders = list(dict.fromkeys(pending["orders"]))
             agents = list(dict.fromkeys(pending["agents"]))
+            alerts = list(dict.fromkeys(pending["alerts"]))
             try:
-                loop.run_until_complete(self._send(orders, agents))
+                loop.run_until_complete(self._send(orders, agents, alerts))
             except Exception:  # Redis down: orders are stored; pages catch up on reconnect.
                 logger.warning(
                     "push failed for %d orders, %d agents", len(orders), len(agents), exc_info=True
                 )
 
     @staticmethod
-    async def _send(order_ids: list[int], agent_ids: list[int]) -> None:
+    async def _send(order_ids: list[int], agent_ids: list[int], alert_ids: list[int]) -> None:
         layer = get_channel_layer()
+        if alert_ids:
+            await layer.group_send(board_group(), AlertsRaised(type=ALERTS_RAISED, ids=alert_ids))
         if order_ids:
             for message in _messages(order_ids):
                 await layer.group_send(board_group(), message)

@@ -1,4 +1,5 @@
-"""Alerts: red flags a supervisor must see and acknowledge (escalations, queue waits)."""
+"""Alerts (red flags a supervisor must see and acknowledge) and notifications (every message
+sent to a person or a group, by any channel, with its attempts)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,9 @@ class Alert(models.Model):
         AGENT_L3 = "agent_l3", _("Agent with repeated exceptions (L3)")
         QUEUE_WAIT = "queue_wait", _("Inquiries waiting too long")
         RISK_QUARANTINE = "risk_quarantine", _("Order held by risk control")
+        SLA_OVERDUE = "sla_overdue", _("Order overdue (L1)")
+        SLA_L2 = "sla_l2", _("Overdue order handed to the backup (L2)")
+        SLA_L3 = "sla_l3", _("Overdue order escalated to the supervisor (L3)")
 
     kind = models.CharField(_("kind"), max_length=20, choices=Kind.choices)
     level = models.PositiveSmallIntegerField(_("level"), default=2)
@@ -38,3 +42,85 @@ class Alert(models.Model):
 
     def __str__(self) -> str:
         return self.message
+
+
+class NotificationTemplate(models.Model):
+    """The words of a message, editable in admin: Django template syntax over the payload."""
+
+    class Channel(models.TextChoices):
+        IN_APP = "in_app", _("In-app")
+        EMAIL = "email", _("E-mail")
+        WECOM = "wecom", _("WeCom group robot")
+        SMS = "sms", _("SMS")
+
+    code = models.SlugField(_("code"), max_length=60)
+    channel = models.CharField(_("channel"), max_length=10, choices=Channel.choices)
+    subject = models.CharField(
+        _("subject"), max_length=200, blank=True, help_text=_("E-mail and in-app title.")
+    )
+    body = models.TextField(_("body"), help_text=_("Django template syntax, e.g. {{ order.tag }}."))
+    is_active = models.BooleanField(_("active"), default=True)
+
+    class Meta:
+        verbose_name = _("notification template")
+        verbose_name_plural = _("notification templates")
+        ordering = ["code", "channel"]
+        constraints = [
+            models.UniqueConstraint(fields=["code", "channel"], name="notificationtemplate_one_per_channel"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.code} ({self.get_channel_display()})"
+
+
+class Notification(models.Model):
+    """One message to one target by one channel, and what became of it."""
+
+    Channel = NotificationTemplate.Channel
+
+    class Status(models.TextChoices):
+        PENDING = "pending", _("Pending")
+        SENT = "sent", _("Sent")
+        FAILED = "failed", _("Given up")
+
+    channel = models.CharField(_("channel"), max_length=10, choices=Channel.choices)
+    # The person (in-app, and whose e-mail or phone it was) and the address used: an e-mail
+    # address, a phone number or a robot webhook URL; empty for in-app.
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="notifications",
+    )
+    target = models.CharField(_("target"), max_length=500, blank=True)
+    template = models.CharField(_("template"), max_length=60)
+    payload = models.JSONField(_("payload"), default=dict, blank=True)
+    subject = models.CharField(_("subject"), max_length=200, blank=True)
+    body = models.TextField(_("body"), blank=True)
+    order = models.ForeignKey(
+        "orders.Order", null=True, blank=True, on_delete=models.SET_NULL, related_name="notifications"
+    )
+    status = models.CharField(_("status"), max_length=10, choices=Status.choices, default=Status.PENDING)
+    attempts = models.PositiveSmallIntegerField(_("attempts"), default=0)
+    next_attempt_at = models.DateTimeField(_("next attempt"), null=True, blank=True)
+    last_error = models.TextField(_("last error"), blank=True)
+    # One message per cause and target: a second scanner or a retried task hits the key.
+    dedupe_key = models.CharField(max_length=200, unique=True, null=True, blank=True)
+    created_at = models.DateTimeField(_("created"), default=timezone.now)
+    sent_at = models.DateTimeField(_("sent"), null=True, blank=True)
+    read_at = models.DateTimeField(_("read"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("notification")
+        verbose_name_plural = _("notifications")
+        ordering = ["-created_at"]
+        indexes = [
+            models.Index(
+                fields=["next_attempt_at"], name="notification_due", condition=models.Q(status="pending")
+            ),
+            models.Index(fields=["user", "channel", "created_at"], name="notification_inbox"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.template} → {self.target or self.user_id} ({self.channel})"

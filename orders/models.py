@@ -183,6 +183,10 @@ class Order(models.Model):
     )
     stage_entered_at = models.DateTimeField(_("in stage since"), default=timezone.now)
     due_at = models.DateTimeField(_("due"), null=True, blank=True)
+    # How far the overdue ladder has gone for the current stage (0 none, 1 owner told,
+    # 2 handed to the backup, 3 supervisor told); reset when the order changes stage.
+    sla_level = models.PositiveSmallIntegerField(_("escalation level"), default=0)
+    sla_level_at = models.DateTimeField(_("escalated at"), null=True, blank=True)
     owner = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         verbose_name=_("owner"),
@@ -210,6 +214,13 @@ class Order(models.Model):
             models.Index(fields=["stage", "received_at"]),
             models.Index(fields=["received_at"]),
             models.Index(fields=["due_at"]),
+            # The overdue scan reads only orders still climbing the ladder: its cost grows with
+            # the overdue orders, not with all orders.
+            models.Index(
+                fields=["due_at"],
+                name="order_sla_climbing",
+                condition=Q(due_at__isnull=False) & Q(sla_level__lt=3),
+            ),
             models.Index(fields=["customer_phone"]),
             # A channel's usual amount (risk screening) reads its latest orders.
             models.Index(fields=["channel", "received_at"], name="order_channel_time"),
@@ -422,3 +433,233 @@ class ReconciliationRun(models.Model):
 
     def __str__(self) -> str:
         return f"{self.channel_id} {self.window_start:%Y-%m-%d %H:%M}"
+
+
+class SlaPolicy(models.Model):
+    """Time allowed in a stage, per category (cold chain is faster). The most specific active
+    policy wins: (stage, category) over (stage, any category); with none, `orders.sla`'s
+    defaults apply."""
+
+    stage = models.CharField(
+        _("stage"),
+        max_length=20,
+        choices=[(s.value, STAGE_LABELS[s]) for s in Stage if s not in (Stage.DONE, Stage.CANCELLED)],
+    )
+    category = models.CharField(
+        _("category"), max_length=64, blank=True, help_text=_("Empty: every category without its own policy.")
+    )
+    allowance_minutes = models.PositiveIntegerField(_("time allowed (minutes)"))
+    expedited_factor = models.FloatField(
+        _("expedited factor"), default=0.5, help_text=_("Expedited orders get this share of the time.")
+    )
+    evening_after = models.TimeField(
+        _("evening from"),
+        null=True,
+        blank=True,
+        help_text=_("Orders entering the stage at or after this local time get extra time. Empty: none."),
+    )
+    evening_extra_minutes = models.PositiveIntegerField(_("evening extra (minutes)"), default=60)
+    adjust_by_history = models.BooleanField(
+        _("adjust by historical speed"),
+        default=False,
+        help_text=_("Nightly, stretch or shrink the time allowed towards how long this stage really takes."),
+    )
+    history_factor = models.FloatField(_("historical factor"), default=1.0)
+    history_min_factor = models.FloatField(_("lowest factor"), default=0.8)
+    history_max_factor = models.FloatField(_("highest factor"), default=1.5)
+    history_updated_at = models.DateTimeField(_("factor updated"), null=True, blank=True)
+    is_active = models.BooleanField(_("active"), default=True)
+
+    class Meta:
+        verbose_name = _("SLA policy")
+        verbose_name_plural = _("SLA policies")
+        ordering = ["stage", "category"]
+        constraints = [
+            models.UniqueConstraint(fields=["stage", "category"], name="slapolicy_one_per_stage_category"),
+            models.CheckConstraint(
+                condition=Q(expedited_factor__gt=0) & Q(expedited_factor__lte=1),
+                name="slapolicy_expedited_factor",
+            ),
+            models.CheckConstraint(
+                condition=Q(history_min_factor__gt=0)
+                & Q(history_min_factor__lte=1)
+                & Q(history_max_factor__gte=1)
+                & Q(history_max_factor__lte=5),
+                name="slapolicy_history_bounds",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_stage_display()} · {self.category or _('any category')}"
+
+
+class ExceptionType(models.Model):
+    """A kind of exception and where it goes. The route says what raising it does."""
+
+    class Route(models.TextChoices):
+        RECONFIRM = "reconfirm", _("Reconfirm with the customer (task for the team)")
+        STOCK_LOCK = "stock_lock", _("Lock the order and notify procurement")
+        RESCHEDULE = "reschedule", _("Note the delay and move the due time")
+        HOLD = "hold", _("Hold the order for the team")
+
+    code = models.SlugField(_("code"), max_length=40, unique=True)
+    name = models.CharField(_("name"), max_length=60)
+    route = models.CharField(_("route"), max_length=12, choices=Route.choices, default=Route.HOLD)
+    team = models.ForeignKey(
+        "agents.Team",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        verbose_name=_("team"),
+        help_text=_("Who works this exception; an agent of this team becomes its owner."),
+    )
+    notify_emails = models.CharField(
+        _("also notify (e-mail)"),
+        max_length=500,
+        blank=True,
+        help_text=_("Comma-separated, e.g. procurement."),
+    )
+    notify_wecom_url = models.URLField(_("also notify (WeCom robot webhook)"), blank=True)
+    customer_template = models.CharField(
+        _("customer message template"),
+        max_length=60,
+        blank=True,
+        help_text=_("Notification template code sent to the customer (SMS) when the exception is resolved."),
+    )
+    is_active = models.BooleanField(_("active"), default=True)
+
+    class Meta:
+        verbose_name = _("exception type")
+        verbose_name_plural = _("exception types")
+        ordering = ["code"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def holds_order(self) -> bool:
+        return self.route != self.Route.RESCHEDULE
+
+
+class ExceptionCase(models.Model):
+    """One exception raised on an order: its owner, and how it was resolved."""
+
+    class Status(models.TextChoices):
+        OPEN = "open", _("Open")
+        RESOLVED = "resolved", _("Resolved")
+
+    order = models.ForeignKey(Order, on_delete=models.PROTECT, related_name="exceptions")
+    type = models.ForeignKey(
+        ExceptionType, on_delete=models.PROTECT, related_name="cases", verbose_name=_("type")
+    )
+    status = models.CharField(_("status"), max_length=10, choices=Status.choices, default=Status.OPEN)
+    held_stage = models.CharField(_("raised in stage"), max_length=20, blank=True)
+    team = models.ForeignKey(
+        "agents.Team", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    owner = models.ForeignKey(
+        "agents.Agent", null=True, blank=True, on_delete=models.SET_NULL, related_name="exception_cases"
+    )
+    note = models.TextField(_("note"), blank=True)
+    delay_until = models.DateTimeField(_("delayed until"), null=True, blank=True)
+    raised_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    raised_by_name = models.CharField(_("raised by"), max_length=150)
+    raised_at = models.DateTimeField(_("raised"), default=timezone.now)
+    resolved_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    resolved_by_name = models.CharField(_("resolved by"), max_length=150, blank=True)
+    resolved_at = models.DateTimeField(_("resolved"), null=True, blank=True)
+    resolution = models.TextField(_("resolution"), blank=True)
+
+    class Meta:
+        verbose_name = _("exception")
+        verbose_name_plural = _("exceptions")
+        ordering = ["-raised_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["order"], condition=Q(status="open"), name="exceptioncase_one_open_per_order"
+            ),
+        ]
+        indexes = [models.Index(fields=["status", "raised_at"]), models.Index(fields=["owner", "status"])]
+
+    def __str__(self) -> str:
+        return f"{self.type} · {self.order}"
+
+
+class WebhookSubscription(models.Model):
+    """Another system (ERP, WMS, logistics) that receives signed JSON for order events."""
+
+    name = models.CharField(_("name"), max_length=100)
+    url = models.URLField(_("URL"), max_length=500)
+    secret = models.CharField(
+        _("signing secret"), max_length=200, help_text=_("HMAC-SHA256 key for the X-Paidan-Signature header.")
+    )
+    event_types = models.JSONField(
+        _("event types"), default=list, blank=True, help_text=_("Which events to send; empty: all of them.")
+    )
+    is_active = models.BooleanField(_("active"), default=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        verbose_name = _("webhook subscription")
+        verbose_name_plural = _("webhook subscriptions")
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class OutboundDelivery(models.Model):
+    """One event for one subscriber, retried with backoff until delivered or given up."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", _("Pending")
+        DELIVERED = "delivered", _("Delivered")
+        FAILED = "failed", _("Given up")
+
+    subscription = models.ForeignKey(WebhookSubscription, on_delete=models.CASCADE, related_name="deliveries")
+    event_id = models.CharField(_("event id"), max_length=64)
+    event_type = models.CharField(_("event type"), max_length=40)
+    order = models.ForeignKey(Order, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    payload = models.JSONField(_("payload"))
+    status = models.CharField(_("status"), max_length=10, choices=Status.choices, default=Status.PENDING)
+    attempts = models.PositiveSmallIntegerField(_("attempts"), default=0)
+    next_attempt_at = models.DateTimeField(_("next attempt"), null=True, blank=True)
+    last_error = models.TextField(_("last error"), blank=True)
+    created_at = models.DateTimeField(_("created"), default=timezone.now)
+    delivered_at = models.DateTimeField(_("delivered"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("outbound delivery")
+        verbose_name_plural = _("outbound deliveries")
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["subscription", "event_id"], name="outbound_one_per_event"),
+        ]
+        indexes = [
+            models.Index(fields=["next_attempt_at"], name="outbound_due", condition=Q(status="pending")),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.event_type} → {self.subscription}"
+
+
+class OutboundAttempt(models.Model):
+    """One try at delivering: kept for every try, never changed."""
+
+    delivery = models.ForeignKey(OutboundDelivery, on_delete=models.CASCADE, related_name="attempt_log")
+    at = models.DateTimeField(_("at"), default=timezone.now)
+    status_code = models.PositiveSmallIntegerField(_("HTTP status"), null=True, blank=True)
+    error = models.TextField(_("error"), blank=True)
+    duration_ms = models.PositiveIntegerField(_("took (ms)"), default=0)
+
+    class Meta:
+        verbose_name = _("delivery attempt")
+        verbose_name_plural = _("delivery attempts")
+        ordering = ["at"]
+
+    def __str__(self) -> str:
+        return f"{self.delivery_id} @ {self.at:%Y-%m-%d %H:%M:%S}"
