@@ -5,6 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PORT ?= 8000
 STAMP := $(VENV)/.installed
+NODE_STAMP := node_modules/.installed
 
 # Tests run against real PostgreSQL and Redis; these are the local defaults.
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/paidan
@@ -18,19 +19,25 @@ $(STAMP): requirements.txt requirements-dev.txt
 	$(PY) -m pip install -q -r requirements-dev.txt
 	touch $(STAMP)
 
+# Browser libraries (SortableJS for the board), served from node_modules by staticfiles.
+$(NODE_STAMP): package.json $(wildcard package-lock.json)
+	@command -v npm >/dev/null || { echo "npm is needed for the board's browser libraries (Debian: apt-get install npm)"; exit 2; }
+	if [ -f package-lock.json ]; then npm ci --no-audit --no-fund; else npm install --no-audit --no-fund; fi
+	touch $(NODE_STAMP)
+
 messages: $(STAMP)
 	@if command -v msgfmt >/dev/null; then DATABASE_URL= REDIS_URL= $(PY) manage.py compilemessages -v0 --ignore=.venv; \
 	else echo "msgfmt not found (Debian: apt-get install gettext): pages stay in English"; fi
 
 # The embedded default: SQLite, in-process Celery worker + beat, in-memory channel layer.
-run: $(STAMP) messages
+run: $(STAMP) $(NODE_STAMP) messages
 	@mkdir -p var/staticfiles
 	env -u DATABASE_URL -u REDIS_URL $(PY) manage.py migrate -v0
 	env -u DATABASE_URL -u REDIS_URL $(PY) manage.py load_demo
 	env -u DATABASE_URL -u REDIS_URL $(PY) manage.py serve --port $(PORT)
 
 # The production shape on this machine: needs DATABASE_URL, REDIS_URL, DJANGO_SECRET_KEY.
-run-prod: $(STAMP) messages
+run-prod: $(STAMP) $(NODE_STAMP) messages
 	@test -n "$$DATABASE_URL" -a -n "$$REDIS_URL" || { echo "set DATABASE_URL and REDIS_URL (see .env.example)"; exit 2; }
 	$(PY) manage.py migrate -v0
 	$(PY) manage.py collectstatic --noinput -v0
@@ -47,7 +54,7 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff format --check -q .
 	DATABASE_URL= REDIS_URL= $(PY) manage.py makemigrations --check --dry-run -v0
 
-test: $(STAMP) browser messages lint
+test: $(STAMP) $(NODE_STAMP) browser messages lint
 	@$(PY) -c "import socket,sys; [socket.create_connection(a, 2) for a in [('127.0.0.1',5432),('127.0.0.1',6379)]]" 2>/dev/null \
 	  || { echo "make test needs PostgreSQL on 127.0.0.1:5432 and Redis on 127.0.0.1:6379 (README: Tests)"; exit 2; }
 	DATABASE_URL=$${DATABASE_URL:-$(TEST_DATABASE_URL)} REDIS_URL=$${REDIS_URL:-$(TEST_REDIS_URL)} \

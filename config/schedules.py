@@ -30,4 +30,29 @@ BEAT_SCHEDULE: dict[str, dict] = {
         "task": "orders.tasks.reconcile_channels_task",
         "schedule": crontab(hour=3, minute=30),
     },
+    "escalate-overdue-orders": {
+        # The overdue ladder (L1 owner, L2 backup, L3 supervisor): one pass reads only the
+        # overdue orders, through the partial index on due_at.
+        "task": "orders.tasks.escalate_overdue_task",
+        "schedule": 60.0,
+        "options": {"expires": 60.0},
+    },
+    "adjust-sla-by-history": {
+        # Stretch or shrink each SLA policy's allowance towards the last 30 days' p75 stay.
+        "task": "orders.tasks.adjust_sla_history_task",
+        "schedule": crontab(hour=2, minute=30),
+    },
+    "send-due-notifications": {
+        # New messages go out right after commit; this sends retries whose backoff ran out
+        # and anything whose task was lost.
+        "task": "dashboards.tasks.send_due_notifications_task",
+        "schedule": 30.0,
+        "options": {"expires": 30.0},
+    },
+    "deliver-outbound-webhooks": {
+        # The same for outbound webhooks (ERP, WMS, logistics): retries over hours.
+        "task": "orders.tasks.deliver_due_outbound_task",
+        "schedule": 60.0,
+        "options": {"expires": 60.0},
+    },
 }

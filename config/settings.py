@@ -123,8 +123,11 @@ if REDIS_URL:
                 # redis-py 8 defaults socket_timeout to 5 s, the same as channels-redis's
                 # blocking pop: idle websockets die with TimeoutError (channels_redis #422).
                 "hosts": [{"address": REDIS_URL, "socket_timeout": None}],
-                # Past capacity channels-redis drops group messages silently; clients
-                # re-fetch on reconnect, but size it for a burst.
+                # Past capacity channels-redis drops group messages silently (default 100);
+                # it bounds each daphne process's inbox. Publishers coalesce ids (one message
+                # per group per send batch) and daphne drains ~350 messages/s: a burst of
+                # 3,000 sent ten at a time peaked near 850 queued, fifty at a time near 1,500,
+                # and all arrived (tests/test_board_e2e.py). Boards re-read on reconnect.
                 "capacity": env_int("CHANNEL_CAPACITY", 2000),
                 "expiry": 60,
             },
@@ -209,7 +212,12 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "var" / "staticfiles"
-STATICFILES_DIRS = [BASE_DIR / "static"]
+STATICFILES_DIRS = [
+    BASE_DIR / "static",
+    # Browser libraries installed by npm (package.json, `make`), served as they ship, never
+    # copied into the repository.
+    ("vendor/sortablejs", BASE_DIR / "node_modules" / "sortablejs"),
+]
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
@@ -227,7 +235,30 @@ SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0)
 # Risk screening of every ingested order (riskcontrol). Off only for benchmarks' baselines.
 RISK_SCREENING = env_bool("RISK_SCREENING", default=True)
 
+# The overdue ladder (orders.escalation): minutes between L1 (owner told), L2 (handed to the
+# backup) and L3 (supervisor by e-mail and SMS), as seed 004 has it.
+SLA_ESCALATION_STEP_MINUTES = env_int("SLA_ESCALATION_STEP_MINUTES", 5)
+
 EMAIL_BACKEND = env_str("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
+EMAIL_HOST = env_str("EMAIL_HOST", "localhost")
+EMAIL_PORT = env_int("EMAIL_PORT", 25)
+EMAIL_HOST_USER = env_str("EMAIL_HOST_USER")
+EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", default=False)
+EMAIL_USE_SSL = env_bool("EMAIL_USE_SSL", default=False)
+# A mail server that hangs costs one retry of one notification, not a stuck worker.
+EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 10)
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "paidan@localhost")
+
+# --- Notifications (dashboards.backends) ------------------------------------------------
+# A dotted path: the logging backend writes texts to the log (embedded default);
+# dashboards.backends.HttpGatewaySmsBackend POSTs {"to", "text"} to SMS_GATEWAY_URL.
+SMS_BACKEND = env_str("SMS_BACKEND", "dashboards.backends.LoggingSmsBackend")
+SMS_GATEWAY_URL = env_str("SMS_GATEWAY_URL")
+SMS_GATEWAY_TOKEN = env_str("SMS_GATEWAY_TOKEN")
+
+# Where people reach this site: links in e-mails, SMS and WeCom messages.
+SITE_URL = env_str("SITE_URL", "http://127.0.0.1:8000")
 
 LOGGING = {
     "version": 1,

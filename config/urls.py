@@ -14,6 +14,7 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
     path("api/", include("orders.urls")),
     path("api/", include("dispatch.urls")),
+    path("api/", include("dashboards.notification_apis")),
     path("hooks/<slug:channel_code>/", receive_webhook, name="webhook"),
     path("", include("riskcontrol.urls")),
     path("", include("dashboards.urls")),

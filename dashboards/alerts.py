@@ -11,31 +11,23 @@ from dashboards.models import Alert
 
 
 def alerts_raise(alerts: list[Alert]) -> list[Alert]:
-    """Store the alerts whose dedupe key is new and push them; returns those stored."""
-    if not alerts:
-        return []
-    keys = [a.dedupe_key for a in alerts]
-    taken = set(Alert.objects.filter(dedupe_key__in=keys).values_list("dedupe_key", flat=True))
-    fresh = [a for a in alerts if a.dedupe_key not in taken]
-    stored = []
-    for alert in fresh:
+    """Store the alerts whose dedupe key is new, in one statement, and push them after commit;
+    returns those stored. A concurrent writer that took a key first wins quietly (the unique
+    index); at worst a board is told about its alert too, and boards show each id once."""
+    for alert in alerts:
         alert.message = alert.message[:300]
         alert.dedupe_key = alert.dedupe_key[:120]
-        # A savepoint each: a concurrent scanner that took the key first wins quietly.
-        with transaction.atomic():
-            obj, created = Alert.objects.get_or_create(
-                dedupe_key=alert.dedupe_key,
-                defaults={
-                    f.attname: getattr(alert, f.attname)
-                    for f in Alert._meta.concrete_fields
-                    if not f.primary_key and f.name != "dedupe_key"
-                },
-            )
-        if created:
-            stored.append(obj)
-    if stored:
-        ids = [a.pk for a in stored]
-        transaction.on_commit(lambda: _push(ids))
+    by_key = {a.dedupe_key: a for a in alerts}
+    if not by_key:
+        return []
+    taken = set(Alert.objects.filter(dedupe_key__in=list(by_key)).values_list("dedupe_key", flat=True))
+    fresh = [a for key, a in by_key.items() if key not in taken]
+    if not fresh:
+        return []
+    Alert.objects.bulk_create(fresh, ignore_conflicts=True)
+    stored = list(Alert.objects.filter(dedupe_key__in=[a.dedupe_key for a in fresh]))
+    ids = [a.pk for a in stored]
+    transaction.on_commit(lambda: _push(ids))
     return stored
 
 

@@ -82,6 +82,9 @@ TEMPLATES = [
         "",
         "【派单】{{ customer }}您好，您的订单{{ order.tag }}（{{ type }}）已处理：{{ resolution }}",
     ),
+    # agent, detail, url (the agent's admin page)
+    ("agent_l3", "email", "【派单】L3：{{ agent }} 需要关注", "{{ detail }}\n查看：{{ url }}"),
+    ("agent_l3", "in_app", "L3：{{ agent }} 需要关注", "{{ detail }}"),
     # order, customer, delay_until
     (
         "exception_delay_customer",

@@ -20,6 +20,7 @@ from dispatch.engine.types import Criterion
 from dispatch.models import LIVE_STATES, PoolEntry
 from dispatch.selectors import MANAGER_ROLES, pool_visible_to
 from orders.actors import roles_of, user_actor
+from orders.exceptions import RESOLUTION_MAX
 from orders.models import STAGE_LABELS, Order
 
 CRITERION_LABELS = {
@@ -57,6 +58,7 @@ def agent_queue(request: HttpRequest) -> HttpResponse:
         {
             "agent": agent,
             "statuses": Agent.Status.choices,
+            "resolution_max": RESOLUTION_MAX,
             # Labels the script shows for codes it reads from the API, in the page's language.
             "labels": {
                 "stage": {str(code): str(label) for code, label in STAGE_LABELS.items()},

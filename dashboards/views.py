@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse
-from django.shortcuts import render
+from django.shortcuts import redirect, render
+from django.utils.translation import gettext as _
 
+from dashboards.forms import OrderEditForm
 from orders import selectors
+from orders.actors import roles_of, user_actor
 from orders.models import STAGE_CHOICES, Channel, Order
+from orders.services import order_edit
+from orders.states import TransitionError
 from riskcontrol.selectors import risk_summary
 
 
@@ -37,4 +44,30 @@ def order_detail(request: HttpRequest, order_id: int) -> HttpResponse:
         order = selectors.order_with_timeline(user=request.user, order_id=order_id)
     except Order.DoesNotExist as exc:
         raise Http404("No such order") from exc
-    return render(request, "dashboards/order_detail.html", {"order": order, "risk": risk_summary(order)})
+    roles = roles_of(request.user)
+    form = OrderEditForm(request.POST or None, roles=roles, order=order)
+    if request.method == "POST":
+        if not form.editable:
+            raise PermissionDenied
+        if form.is_valid():
+            changes = form.changes()
+            if not changes:
+                messages.info(request, _("Nothing changed."))
+                return redirect(request.path)
+            try:
+                order_edit(
+                    order_id=order.pk,
+                    actor=user_actor(request.user),
+                    changes=changes,
+                    reason=form.cleaned_data["reason"],
+                )
+            except TransitionError as exc:
+                form.add_error(None, exc.message)
+            else:
+                messages.success(request, _("Saved; the change is on the timeline."))
+                return redirect(request.path)
+    return render(
+        request,
+        "dashboards/order_detail.html",
+        {"order": order, "risk": risk_summary(order), "edit_form": form if form.editable else None},
+    )

@@ -9,12 +9,15 @@ from collections import defaultdict
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
+from django.conf import settings
 from django.db import transaction
 from django.db.models import Count, F
+from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from agents.models import Agent, PerformanceRecord, Skill
+from dashboards.alerts import alert_raise, alerts_raise
 from dashboards.models import Alert
 from dispatch import selectors
 from dispatch.engine.intent import detect_skills, skill_text
@@ -474,7 +477,7 @@ def _agent_exception(agent_id: int, *, now: datetime, cause: Assignment, what: s
     PerformanceRecord.objects.create(
         agent=agent, kind=PerformanceRecord.Kind.CONSECUTIVE_EXCEPTIONS, at=now, count=count, detail=detail
     )
-    alert = _raise_alert(
+    alert = alert_raise(
         kind=Alert.Kind.AGENT_L3,
         level=3,
         key=f"agent_l3:{agent_id}:{cause.pk}:{cause.state}",
@@ -483,12 +486,23 @@ def _agent_exception(agent_id: int, *, now: datetime, cause: Assignment, what: s
         region_id=agent.regions.values_list("id", flat=True).first(),
         now=now,
     )
-    if alert is not None and agent.supervisor and agent.supervisor.email:
-        _mail_on_commit(
-            subject=_("[Paidan] L3: %(agent)s needs attention") % {"agent": agent},
-            body=detail,
-            to=[agent.supervisor.email],
-        )
+    if alert is not None and agent.supervisor:
+        from dashboards.notify import Channel, Message, notify
+
+        payload = {
+            "agent": str(agent),
+            "detail": detail,
+            "url": settings.SITE_URL.rstrip("/") + reverse("admin:agents_agent_change", args=[agent.pk]),
+        }
+        boss = agent.supervisor
+        notify(
+            [
+                Message("agent_l3", Channel.IN_APP, payload, user=boss, dedupe_key=f"{alert.dedupe_key}:in_app"),
+                Message("agent_l3", Channel.EMAIL, payload, user=boss, target=boss.email,
+                        dedupe_key=f"{alert.dedupe_key}:email"),
+            ],
+            now=now,
+        )  # fmt: skip
 
 
 def _escalate(entry: PoolEntry, *, now: datetime, why: str) -> None:
@@ -533,7 +547,7 @@ def _escalate_all(items: list[tuple[PoolEntry, str]], *, now: datetime) -> None:
                     changes={"escalation_level": 2},
                 )
             )
-    Alert.objects.bulk_create(alerts, ignore_conflicts=True)
+    alerts_raise(alerts)
     OrderEvent.objects.bulk_create(events)
     _push(agent_ids=set(), order_ids=[e.order_id for e in events])
 
@@ -544,26 +558,6 @@ def _subject(entry: PoolEntry) -> str:
     if entry.review_id:
         return _("risk review of %(tag)s") % {"tag": entry.review.order.tag}
     return _("inquiry %(id)s") % {"id": entry.inquiry_id}
-
-
-def _raise_alert(*, kind: str, level: int, key: str, message: str, now: datetime, **where) -> Alert | None:
-    alert, created = Alert.objects.get_or_create(
-        dedupe_key=key[:120],
-        defaults={"kind": kind, "level": level, "message": message[:300], "created_at": now, **where},
-    )
-    return alert if created else None
-
-
-def _mail_on_commit(*, subject: str, body: str, to: list[str]) -> None:
-    from django.core.mail import send_mail
-
-    def send() -> None:
-        try:
-            send_mail(subject, body, None, to)
-        except Exception:
-            logger.warning("alert e-mail to %s failed", to, exc_info=True)
-
-    transaction.on_commit(send)
 
 
 # --- Manual moves, agents going away, closing ---------------------------------------------
@@ -731,8 +725,8 @@ def dispatch_order_closed(*, order: Order, now: datetime) -> None:
 
 
 def dispatch_order_reopened(*, order: Order, now: datetime) -> None:
-    """An order came back to pending review (e.g. released from quarantine) with no owner:
-    it enters the pool, or its closed entry waits again."""
+    """An order came back from quarantine or an exception with no owner: it enters the pool,
+    or its closed entry waits again."""
     if order.owner_id is not None:
         return
     entry = PoolEntry.objects.select_for_update().filter(order=order).first()
@@ -747,6 +741,29 @@ def dispatch_order_reopened(*, order: Order, now: datetime) -> None:
         entry.wait_reason = "queued"
         entry.wait_detail = ""
         entry.save()
+        request_dispatch()
+
+
+def dispatch_order_paused(*, order: Order, now: datetime, why: str) -> None:
+    """The order went into an exception. If an agent already owns it they keep it (the case has
+    its own owner, and the order comes back to them); if it was still waiting or on offer it
+    leaves the pool until the exception is resolved (`dispatch_order_reopened`)."""
+    entry = PoolEntry.objects.select_for_update().filter(order=order).first()
+    if entry is None or entry.state in (PoolEntry.State.CLOSED, PoolEntry.State.ASSIGNED):
+        return
+    freed = set()
+    for a in Assignment.objects.select_for_update().filter(entry=entry, state=Assignment.State.OFFERED):
+        a.state = Assignment.State.RELEASED
+        a.closed_at = now
+        a.reason = why[:300]
+        a.save(update_fields=["state", "closed_at", "reason"])
+        freed.add(a.agent_id)
+        _assignment_event(a, now=now, reason=_("Withdrawn: %(why)s") % {"why": why}).save()
+    entry.state = PoolEntry.State.CLOSED
+    entry.wait_reason = ""
+    entry.save(update_fields=["state", "wait_reason", "updated_at"])
+    if freed:
+        _push(agent_ids=freed, order_ids=[order.pk])
         request_dispatch()
 
 
@@ -929,7 +946,7 @@ def queue_wait_alerts(*, now: datetime | None = None) -> int:
             continue
         name = skill.name if skill else _("General")
         count = sum(1 for _id, s, _r in waiting if code in (s or ["general"]))
-        alert = _raise_alert(
+        alert = alert_raise(
             kind=Alert.Kind.QUEUE_WAIT,
             level=1,
             key=f"queue_wait:{code}:{entry_id}",

@@ -245,3 +245,7 @@ class WarehouseAdmin(admin.ModelAdmin):
     @admin.display(description=_("coordinates"))
     def coordinates(self, obj: Warehouse) -> str:
         return f"{obj.latitude}, {obj.longitude}"
+
+
+import orders.admin_exceptions  # noqa: E402, F401 - registers the exception admins
+from orders import admin_outbound, admin_sla  # noqa: E402, F401 - register the outbound webhook and SLA admins

@@ -14,6 +14,7 @@ from rest_framework.views import APIView
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from dispatch import services as dispatch_services
+from orders import exceptions as exception_services
 from orders import selectors, services
 from orders.actors import roles_of, user_actor
 from orders.models import Order
@@ -47,13 +48,17 @@ _DOMAIN_STATUS: list[tuple[type[Exception], int]] = [
     (dispatch_services.AssignmentNotFound, status.HTTP_404_NOT_FOUND),
     (dispatch_services.NotAnAgent, status.HTTP_403_FORBIDDEN),
     (Order.DoesNotExist, status.HTTP_404_NOT_FOUND),
+    (exception_services.ExceptionInputInvalid, status.HTTP_400_BAD_REQUEST),
 ]
 
 
 def exception_handler(exc: Exception, context: dict) -> Response | None:
     for cls, code in _DOMAIN_STATUS:
         if isinstance(exc, cls):
-            return Response({"code": getattr(exc, "code", "not_found"), "detail": str(exc)}, status=code)
+            body = {"code": getattr(exc, "code", "not_found"), "detail": str(exc)}
+            if isinstance(exc, exception_services.ExceptionInputInvalid):
+                body["errors"] = {exc.field: [exc.message]}
+            return Response(body, status=code)
     if isinstance(exc, RequestDataTooBig):
         return Response(
             {"code": "too_large", "detail": "The request body is larger than this server accepts."},

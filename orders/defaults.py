@@ -25,6 +25,8 @@ EXCEPTION_TYPES = [
     ("out_of_stock", "缺货", "stock_lock", "exception_resolved_customer"),
     ("customer_delay", "客户要求延期", "reschedule", "exception_delay_customer"),
     ("damaged", "商品破损", "hold", "exception_resolved_customer"),
+    # What a plain drag into the exception lane opens (settings.EXCEPTION_DEFAULT_TYPE).
+    ("other", "其他异常", "hold", "exception_resolved_customer"),
 ]
 
 

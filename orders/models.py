@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import models
+from django.db import models, transaction
 from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
@@ -284,6 +284,15 @@ class Warehouse(models.Model):
 
 
 class AuditQuerySet(models.QuerySet):
+    def bulk_create(self, objs, *args, **kwargs):
+        # Outbound webhooks are an outbox: their deliveries are written in this transaction.
+        from orders.outbound import events_written
+
+        with transaction.atomic(using=self.db, savepoint=False):
+            created = super().bulk_create(objs, *args, **kwargs)
+            events_written(created)
+        return created
+
     def update(self, **kwargs):
         raise ValidationError("Audit events are append-only: they cannot be changed.")
 
@@ -334,7 +343,11 @@ class OrderEvent(models.Model):
     def save(self, *args, **kwargs) -> None:
         if self.pk is not None and not kwargs.get("force_insert"):
             raise ValidationError("Audit events are append-only: they cannot be changed.")
-        super().save(*args, **kwargs)
+        from orders.outbound import events_written  # the outbox, as in AuditQuerySet.bulk_create
+
+        with transaction.atomic(using=kwargs.get("using"), savepoint=False):
+            super().save(*args, **kwargs)
+            events_written([self])
 
     def delete(self, *args, **kwargs):
         raise ValidationError("Audit events are append-only: they cannot be deleted.")

@@ -21,6 +21,7 @@ from orders.actors import Actor
 from orders.models import Channel, Customer, Order, OrderEvent, TagSequence
 from orders.serializers import OrderInSerializer, reusable
 from orders.sla import due_at_for
+from orders.sla_policies import sla_book
 from orders.states import TERMINAL_STAGES, Role, Stage, TransitionError, check_transition
 from riskcontrol import services as risk_services
 from riskcontrol.services import DoorScreening
@@ -259,6 +260,8 @@ def _store_valid(valid: list[tuple[int, dict]], *, actor: Actor) -> list[IngestR
                     stage=Stage.PENDING_REVIEW,
                     entered_at=now,
                     expedited=item.values["urgency"] == Order.Urgency.EXPEDITED,
+                    category=item.values["category"],
+                    policies=sla_book(),
                 ),
                 flags=sorted(item.data_flags),
                 is_flagged=bool(item.data_flags),
@@ -561,9 +564,16 @@ def order_transition(*, order_id: int, to: str, actor: Actor, reason: str = "") 
     order.stage = target
     order.stage_entered_at = now
     order.due_at = due_at_for(
-        stage=target, entered_at=now, expedited=order.urgency == Order.Urgency.EXPEDITED
+        stage=target,
+        entered_at=now,
+        expedited=order.urgency == Order.Urgency.EXPEDITED,
+        category=order.category,
+        policies=sla_book(),
     )
-    order.save(update_fields=["stage", "held_stage", "stage_entered_at", "due_at", "updated_at"])
+    # A new stage is a new deadline: the overdue ladder starts again from the bottom.
+    order.sla_level, order.sla_level_at = 0, None
+    fields = ["stage", "held_stage", "stage_entered_at", "due_at", "sla_level", "sla_level_at", "updated_at"]
+    order.save(update_fields=fields)
     _event(
         order, actor, OrderEvent.Kind.TRANSITION, at=now, from_stage=current, to_stage=target, reason=reason
     ).save()
@@ -573,8 +583,18 @@ def order_transition(*, order_id: int, to: str, actor: Actor, reason: str = "") 
         risk_services.order_held(order=order, actor=actor, reason=reason, now=now)
     if target in TERMINAL_STAGES:
         dispatch_services.dispatch_order_closed(order=order, now=now)
-    elif target == Stage.PENDING_REVIEW and current == Stage.QUARANTINED:
+    elif target == Stage.EXCEPTION:
+        dispatch_services.dispatch_order_paused(order=order, now=now, why=reason or "exception")
+    elif current in (Stage.QUARANTINED, Stage.EXCEPTION):
         dispatch_services.dispatch_order_reopened(order=order, now=now)
+    if Stage.EXCEPTION in (current, target):
+        # Every order in the exception lane has an open case saying why and who (deferred
+        # import: orders.exceptions builds on this module).
+        from orders.exceptions import exception_follow_transition
+
+        exception_follow_transition(
+            order=order, current=current, target=target, actor=actor, reason=reason, now=now
+        )
     _after_commit_push([order.pk])
     return order
 

@@ -57,3 +57,47 @@ def reconcile_channel_task(channel_id: int, hours: int = 48) -> int:
     from orders.polling import reconcile_channel
 
     return reconcile_channel(channel_id=channel_id, hours=hours).pk
+
+
+@shared_task(ignore_result=True)
+def escalate_overdue_task(max_passes: int = 25) -> int:
+    """Every minute: climb the overdue ladder for the orders whose due time has passed, in
+    passes of `ESCALATION_BATCH` orders (each its own transaction) until none is left or
+    `max_passes` ran; the next minute picks up what remains. Returns the orders escalated."""
+    from orders.escalation import ESCALATION_BATCH, sla_scan
+
+    escalated = 0
+    for _pass in range(max_passes):
+        report = sla_scan()
+        escalated += report.escalated
+        if report.selected < ESCALATION_BATCH:
+            break
+    return escalated
+
+
+@shared_task(ignore_result=True)
+def adjust_sla_history_task() -> int:
+    """Nightly: move each SLA policy's history factor towards the p75 of real stays."""
+    from orders.sla_policies import sla_history_adjust
+
+    return sum(a.factor is not None for a in sla_history_adjust())
+
+
+@shared_task(ignore_result=True)
+def deliver_outbound_task(ids: list[int]) -> int:
+    """Send new outbound webhook deliveries right after the events' transaction committed;
+    rows already claimed, delivered or not yet due are left alone."""
+    from orders.outbound import CLAIM_BATCH, outbound_deliver
+
+    delivered = 0
+    for start in range(0, len(ids), CLAIM_BATCH):
+        delivered += outbound_deliver(ids=ids[start : start + CLAIM_BATCH]).delivered
+    return delivered
+
+
+@shared_task(ignore_result=True)
+def deliver_due_outbound_task() -> int:
+    """Every minute: retries whose backoff ran out, and deliveries whose task was lost."""
+    from orders.outbound import outbound_deliver_due
+
+    return outbound_deliver_due().delivered

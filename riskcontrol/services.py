@@ -14,11 +14,13 @@ from django.db.models import Count, Q
 from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 
+from dashboards.alerts import alerts_raise
 from dashboards.models import Alert
 from dispatch import services as dispatch_services
 from orders.actors import Actor, system_actor, user_actor
 from orders.models import Order, OrderEvent
 from orders.sla import due_at_for
+from orders.sla_policies import sla_book
 from orders.states import Role, Stage, TransitionError
 from riskcontrol import engine
 from riskcontrol import selectors as sel
@@ -95,6 +97,8 @@ class DoorScreening:
                     stage=Stage.QUARANTINED,
                     entered_at=self.now,
                     expedited=order.urgency == Order.Urgency.EXPEDITED,
+                    category=order.category,
+                    policies=sla_book(),
                 )
 
     def _flags(self, i: int, flags: list[str]) -> list[str]:
@@ -310,6 +314,45 @@ def rescreen_updated(*, orders: list[Order], now: datetime) -> None:
             order_transition(order_id=o.pk, to=Stage.QUARANTINED, actor=RISK, reason=why[:300])
 
 
+def _tell_regional_managers(
+    reviews: list[Review], items: list[tuple[Order, float, str]], *, regions: dict, now: datetime
+) -> None:
+    """In-app and SMS to the supervisors of each held order's region, and the region's WeCom
+    robot: the manager hears of a hold at once, not when they next open the board."""
+    from agents.models import Region
+    from agents.selectors import phones_of, region_supervisors
+    from dashboards.notify import Channel, Message, notify, order_context
+
+    region_ids = {regions.get(order.province) for order, _s, _r in items}
+    people = region_supervisors(region_ids)
+    phones = phones_of({u.pk for users in people.values() for u in users})
+    robots = dict(
+        Region.objects.filter(pk__in=[r for r in region_ids if r]).exclude(wecom_webhook_url="")
+        .values_list("pk", "wecom_webhook_url")
+    )  # fmt: skip
+    messages = []
+    for review, (order, score, reason) in zip(reviews, items, strict=True):
+        region_id = regions.get(order.province)
+        payload = {"order": order_context(order), "score": round(score), "why": reason}
+        key = f"risk_quarantine:{review.pk}"
+        for user in people.get(region_id, []):
+            messages.append(
+                Message("risk_quarantine", Channel.IN_APP, payload, user=user, order_id=order.pk,
+                        dedupe_key=f"{key}:in_app:{user.pk}")
+            )  # fmt: skip
+            if user.pk in phones:
+                messages.append(
+                    Message("risk_quarantine", Channel.SMS, payload, user=user, target=phones[user.pk],
+                            order_id=order.pk, dedupe_key=f"{key}:sms:{user.pk}")
+                )  # fmt: skip
+        if region_id in robots:
+            messages.append(
+                Message("risk_quarantine", Channel.WECOM, payload, target=robots[region_id], order_id=order.pk,
+                        dedupe_key=f"{key}:wecom")
+            )  # fmt: skip
+    notify(messages, now=now)
+
+
 def _open_reviews(items: list[tuple[Order, float, str]], *, now: datetime) -> list[Review]:
     """A review, a review task in the dispatch pool and an alert for the regional manager
     per held order, written in bulk (a burst of bad orders holds hundreds at once)."""
@@ -327,7 +370,7 @@ def _open_reviews(items: list[tuple[Order, float, str]], *, now: datetime) -> li
         ],
         now=now,
     )
-    Alert.objects.bulk_create(
+    alerts_raise(
         [
             Alert(
                 kind=Alert.Kind.RISK_QUARANTINE,
@@ -342,9 +385,9 @@ def _open_reviews(items: list[tuple[Order, float, str]], *, now: datetime) -> li
                 created_at=now,
             )
             for review, (order, score, reason) in zip(reviews, items, strict=True)
-        ],
-        ignore_conflicts=True,
+        ]
     )
+    _tell_regional_managers(reviews, items, regions=regions, now=now)
     return reviews
 
 

@@ -278,7 +278,8 @@ def test_a_supervisor_assigns_an_escalated_order_by_hand(as_supervisor, escalate
     escalated.refresh_from_db()
     assert escalated.owner_id == agent.user_id
     assert PoolEntry.objects.get(order=escalated).state == "assigned"
-    assert escalated.tag not in response.content.decode().split("</ul>", 1)[1], "no longer listed"
+    after_messages = response.content.decode().split('<ul class="messages">', 1)[1].split("</ul>", 1)[1]
+    assert escalated.tag not in after_messages, "no longer listed"
 
 
 @pytest.mark.django_db

@@ -15,7 +15,7 @@ from django.utils import timezone, translation
 from agents.models import Agent, AgentSkill, Region, Skill, Team
 from dispatch.models import Assignment
 from orders.management.commands.load_demo import plan_orders
-from orders.models import Channel, Customer, Order, OrderEvent, TagSequence
+from orders.models import Channel, Customer, ExceptionCase, Order, OrderEvent, TagSequence
 from orders.states import Stage
 from riskcontrol.models import Review, RuleHit
 from tests.factories import ChannelFactory, UserFactory
@@ -100,7 +100,16 @@ def test_load_demo_twice_loads_a_realistic_demo_once(db, client):
     # Every stage change is audited with its reason, at the time it happened.
     moves = OrderEvent.objects.filter(kind=OrderEvent.Kind.TRANSITION)
     assert moves.count() > 300 and not moves.filter(reason="").exists()
-    assert {"system:demo", "cs", "warehouse", "reviewer"} <= set(moves.values_list("actor", flat=True))
+    assert {"cs", "warehouse", "reviewer"} <= set(moves.values_list("actor", flat=True))
+
+    # Exceptions were raised by type and routed to their teams; some are resolved.
+    cases = ExceptionCase.objects.all()
+    assert {"address_ambiguous", "out_of_stock", "customer_delay"} <= set(
+        cases.values_list("type__code", flat=True)
+    )
+    assert cases.filter(status="open", owner__isnull=False).exists()
+    assert cases.filter(status="resolved").exists()
+    assert set(cases.filter(status="open").values_list("order__stage", flat=True)) == {"exception"}
     assert OrderEvent.objects.filter(kind=OrderEvent.Kind.INGESTED).count() == 300
     assert OrderEvent.objects.filter(kind=OrderEvent.Kind.EDIT).exists()
     assert OrderEvent.objects.filter(kind=OrderEvent.Kind.IGNORED_STALE).exists()

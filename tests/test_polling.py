@@ -606,9 +606,11 @@ def test_install_schedules_is_idempotent_and_follows_changes(db, settings, monke
     assert rows() == first
     assert out.getvalue().count("unchanged") == len(schedules.BEAT_SCHEDULE)
     kinds = [entry["schedule"] for entry in schedules.BEAT_SCHEDULE.values()]
-    intervals = 1 + sum(isinstance(k, int | float) for k in kinds)  # and the hand-made one
-    assert IntervalSchedule.objects.count() == intervals
-    assert CrontabSchedule.objects.count() == sum(isinstance(k, crontab) for k in kinds)
+    # Entries sharing an interval or a crontab share its row; plus the hand-made 300 s one.
+    intervals = {float(k) for k in kinds if isinstance(k, int | float)} | {300.0}
+    assert IntervalSchedule.objects.count() == len(intervals)
+    crontabs = {(str(k._orig_minute), str(k._orig_hour)) for k in kinds if isinstance(k, crontab)}
+    assert CrontabSchedule.objects.count() == len(crontabs)
     poll = PeriodicTask.objects.get(name="poll-channels")
     assert poll.task == "orders.tasks.poll_due_channels_task"
     assert (poll.interval.every, poll.interval.period, poll.crontab) == (60, "seconds", None)

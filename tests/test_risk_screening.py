@@ -363,3 +363,30 @@ def test_a_rule_switched_off_and_saved_stops_at_once(jd):
     rule.save()  # as the admin does: the screening cache of this process is dropped
     (second,) = ingest(order_payload(external_id="SW2", address="广东省深圳市宝安区临时仓"))
     assert second.stage == "pending_review" and "address_keywords" not in hits_of(second)
+
+
+def test_the_regional_manager_is_told_in_app_by_sms_and_on_the_regions_robot(jd, make_user):
+    from agents.models import UserContact
+    from dashboards.models import Notification
+    from tests.factories import RegionFactory
+
+    south = RegionFactory(code="south", provinces=["广东省"], wecom_webhook_url="https://qyapi.example/south")
+    boss = make_user("south_boss", "supervisor")
+    south.supervisors.add(boss)
+    UserContact.objects.create(user=boss, phone="+8613800138000")
+    make_user("east_boss", "supervisor")  # supervises elsewhere: not told
+    (order,) = ingest(order_payload(external_id="R-N", address="广东省深圳市宝安区福永临时仓3号库"))
+    assert_held(order)
+    sent = Notification.objects.filter(order=order, template="risk_quarantine")
+    assert {(n.channel, n.user_id, n.target) for n in sent} == {
+        ("in_app", boss.pk, ""),
+        ("sms", boss.pk, "+8613800138000"),
+        ("wecom", None, "https://qyapi.example/south"),
+    }
+    assert all(order.tag in n.body for n in sent)
+    # A second hold of the same review is not a second message.
+    from riskcontrol.services import _tell_regional_managers
+
+    review = Review.objects.get(order=order)
+    _tell_regional_managers([review], [(order, 80.0, "x")], regions={"广东省": south.pk}, now=timezone.now())
+    assert sent.count() == 3

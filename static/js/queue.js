@@ -1,4 +1,4 @@
-/* The agent's queue page: offers with a countdown, my orders and my inquiries, kept live
+/* The agent's queue page: offers with a countdown, my orders, my exceptions and my inquiries, kept live
    over /ws/agent/. The socket only says "something changed"; the page then re-reads all of
    it from the API, so a dropped message or a reconnect never leaves the page stale. */
 (function () {
@@ -14,18 +14,15 @@
 
   var URGENT_MS = 60 * 1000;
   var SAFETY_REFRESH_MS = 30 * 1000; // in case a push was lost and the socket never noticed
-  var PING_MS = 25 * 1000;
-  var PONG_TIMEOUT_MS = 10 * 1000;
-  var FIRST_BACKOFF_MS = 1000;
-  var MAX_BACKOFF_MS = 30 * 1000;
 
   var sections = {
     offers: document.getElementById("q-offers"),
     orders: document.getElementById("q-orders"),
+    exceptions: document.getElementById("q-exceptions"),
     reviews: document.getElementById("q-reviews"),
     inquiries: document.getElementById("q-inquiries"),
   };
-  var state = { agent: null, offers: [], accepted: [], inquiries: [] };
+  var state = { agent: null, offers: [], accepted: [], inquiries: [], exceptions: [] };
 
   function fill(text, values) {
     return text.replace(/\{(\w+)\}/g, function (whole, key) {
@@ -128,12 +125,14 @@
       api("GET", "assignments/?mine=1&state=offered"),
       api("GET", "assignments/?mine=1&state=accepted"),
       api("GET", "inquiries/"),
+      api("GET", "exceptions/?status=open&mine=true"),
     ])
       .then(function (answers) {
         state.agent = answers[0];
         state.offers = results(answers[1]);
         state.accepted = results(answers[2]);
         state.inquiries = results(answers[3]);
+        state.exceptions = results(answers[4]);
         render();
         if (!messageBox.hidden && messageBox.querySelector(".q-message-text").textContent === strings.network) {
           messageBox.hidden = true;
@@ -320,6 +319,61 @@
     setFact(card, "amount", summary.amount ? "¥" + summary.amount : "");
   }
 
+  function makeException() {
+    var card = clone("t-exception");
+    var form = card.querySelector(".q-resolve-form");
+    var input = form.querySelector("input[name=resolution]");
+    var actions = card.querySelector(".q-actions");
+    var problem = form.querySelector(".q-field-error");
+    card.querySelector(".q-resolve").addEventListener("click", function () {
+      actions.hidden = true;
+      form.hidden = false;
+      input.focus();
+    });
+    form.querySelector(".q-cancel").addEventListener("click", function () {
+      form.hidden = true;
+      actions.hidden = false;
+      problem.hidden = true;
+    });
+    form.addEventListener("submit", function (event) {
+      event.preventDefault();
+      var resolution = input.value.trim();
+      problem.hidden = Boolean(resolution);
+      if (!resolution) {
+        input.focus();
+        return;
+      }
+      var buttons = form.querySelectorAll("button");
+      Array.prototype.forEach.call(buttons, function (b) { b.disabled = true; });
+      api("POST", "exceptions/" + card.dataset.key + "/resolve/", { resolution: resolution })
+        .then(function () {
+          say(fill(strings.exceptionResolved, { tag: card.dataset.name }), "ok");
+          card.remove();
+          counts(sections.exceptions);
+        })
+        .catch(function (error) {
+          say(error.message);
+          Array.prototype.forEach.call(buttons, function (b) { b.disabled = false; });
+        })
+        .then(refresh);
+    });
+    return card;
+  }
+
+  function updateException(card, item) {
+    card.dataset.name = item.order_tag;
+    var link = card.querySelector(".q-tag");
+    link.textContent = item.order_tag;
+    link.href = "/orders/" + item.order + "/";
+    card.querySelector(".q-type").textContent = item.type_name;
+    var since = card.querySelector(".q-since");
+    since.textContent = item.raised_at ? new Date(item.raised_at).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" }) : "";
+    since.dateTime = item.raised_at || "";
+    setFact(card, "note", item.note);
+    setFact(card, "held", labels.stage[item.held_stage] || item.held_stage);
+    setFact(card, "raised-by", item.raised_by);
+  }
+
   function makeInquiry() {
     var card = clone("t-inquiry");
     var button = card.querySelector(".q-close");
@@ -379,6 +433,12 @@
       .filter(function (a) { return a.order; })
       .map(function (a) { a.key = a.id; return a; });
     reconcile(sections.orders, orders, makeOrder, updateOrder);
+    var exceptions = state.exceptions
+      .slice()
+      .sort(function (a, b) { return String(a.raised_at).localeCompare(String(b.raised_at)); })
+      .map(function (c) { c.key = c.id; return c; });
+    reconcile(sections.exceptions, exceptions, makeException, updateException);
+    sections.exceptions.hidden = exceptions.length === 0;
     var reviews = state.accepted
       .filter(function (a) { return a.review; })
       .map(function (a) { a.key = a.id; return a; });
@@ -459,98 +519,40 @@
     });
   });
 
-  // --- The socket ----------------------------------------------------------------------------
+  // --- The socket (static/js/live.js keeps it connected) ------------------------------------
   var banner = document.getElementById("q-reconnecting");
-  var socket = null;
-  var backoff = FIRST_BACKOFF_MS;
-  var reconnectTimer = null;
-  var pingTimer = null;
-  var pongTimer = null;
-  var stopped = false;
 
-  function connect() {
-    reconnectTimer = null;
-    if (stopped || socket) return;
-    var ws = new WebSocket((location.protocol === "https:" ? "wss://" : "ws://") + location.host + root.dataset.ws);
-    socket = ws;
-    ws.onopen = function () {
-      backoff = FIRST_BACKOFF_MS;
-      banner.hidden = true;
-      root.classList.add("q-live");
-      startPing(ws);
-      refresh(); // whatever was pushed while we were away is lost: read it all
-    };
-    ws.onmessage = function (event) {
-      var message;
-      try {
-        message = JSON.parse(event.data);
-      } catch (ignored) {
-        return;
-      }
-      if (message.type === "agent.changed") refresh();
-      else if (message.type === "pong") clearTimeout(pongTimer);
-    };
-    ws.onclose = function (event) {
-      lost(ws, event.code);
-    };
-  }
-
-  function lost(ws, code) {
-    if (socket !== ws) return;
-    socket = null;
-    ws.onopen = ws.onmessage = ws.onclose = null;
-    clearInterval(pingTimer);
-    clearTimeout(pongTimer);
-    root.classList.remove("q-live");
-    if (code === 4401 || code === 4403) {
-      // Retrying cannot help: the login is gone, or this account is no agent.
-      stopped = true;
-      banner.hidden = true;
-      say(code === 4401 ? strings.session : strings.noAgent);
-      return;
-    }
-    banner.hidden = false;
-    var delay = Math.min(backoff, MAX_BACKOFF_MS) * (0.75 + Math.random() / 2);
-    backoff = Math.min(backoff * 2, MAX_BACKOFF_MS);
-    reconnectTimer = setTimeout(connect, delay);
-  }
-
-  function startPing(ws) {
-    // A half-open connection (a phone switching networks) may never fire onclose: a ping
-    // that gets no pong counts as a lost connection.
-    clearInterval(pingTimer);
-    pingTimer = setInterval(function () {
-      if (ws.readyState !== WebSocket.OPEN) return;
-      ws.send(JSON.stringify({ type: "ping" }));
-      clearTimeout(pongTimer);
-      pongTimer = setTimeout(function () {
-        try {
-          ws.close();
-        } catch (ignored) {
-          // already closing
-        }
-        lost(ws, 1006);
-      }, PONG_TIMEOUT_MS);
-    }, PING_MS);
-  }
-
-  function reconnectNow() {
-    if (stopped || socket) return;
-    clearTimeout(reconnectTimer);
-    backoff = FIRST_BACKOFF_MS;
-    connect();
+  function startLive() {
+    window.PaidanLive.connect(root.dataset.ws, {
+      onOpen: function () {
+        banner.hidden = true;
+        root.classList.add("q-live");
+        refresh(); // whatever was pushed while we were away is lost: read it all
+      },
+      onMessage: function (message) {
+        // A new notification may be a task of mine too.
+        if (message.type === "agent.changed" || message.type === "notifications.created") refresh();
+      },
+      onLost: function () {
+        root.classList.remove("q-live");
+        banner.hidden = false;
+      },
+      onFatal: function (code) {
+        root.classList.remove("q-live");
+        banner.hidden = true;
+        say(code === 4401 ? strings.session : strings.noAgent);
+      },
+    });
   }
 
   document.addEventListener("visibilitychange", function () {
     if (document.visibilityState !== "visible") return;
     tick();
     refresh();
-    reconnectNow();
   });
-  window.addEventListener("online", reconnectNow);
 
   setInterval(tick, 1000);
   setInterval(refresh, SAFETY_REFRESH_MS);
   refresh();
-  connect();
+  startLive();
 })();

@@ -313,7 +313,7 @@ def _insert_orders(cursor, world: World) -> None:
         items, amount, currency, coupon_code, note, category, urgency, kind, client_ip, device_id,
         card_fingerprint, source_created_at, source_updated_at, stale_deliveries, stage, held_stage,
         stage_entered_at, due_at, flags, is_flagged, received_at, updated_at, channel_id, customer_id,
-        owner_id, risk_score)
+        owner_id, risk_score, sla_level)
     SELECT
         'H' || g, 'H-' || g, cu.name, cu.phone, substr(cu.phone, 4), cu.phone_home_city,
         cu.is_vip, g > %(c)s AND NOT burst,
@@ -334,7 +334,7 @@ def _insert_orders(cursor, world: World) -> None:
              WHEN r_stage < 0.9 THEN 'shipping' ELSE 'done' END,
         '', at,
         CASE WHEN at >= %(now)s - interval '7 days' AND r_stage < 0.9 THEN at + interval '4 hours' END,
-        '[]'::jsonb, false, at, at, cu.channel_id, cu.id, NULL, 0
+        '[]'::jsonb, false, at, at, cu.channel_id, cu.id, NULL, 0, 0
     FROM (
         SELECT g, random() AS r_time, random() AS r_time2, random() AS r_cust, random() AS r_ip, random() AS r_dev,
                random() AS r_card, random() AS r_amt, random() AS r_amt2, random() AS r_note, random() AS r_coupon,

@@ -144,11 +144,16 @@ class Command(BaseCommand):
         "offered or waits with a reason, the matcher on 1,000 x 200, smart vs round robin. "
         "risk: screening cost per order on a year of history, ingest with screening against "
         "without, and the rule dry run. "
+        "board (needs REDIS_URL too): the board page with 5,000 open orders (time, queries), and "
+        "push latency from a committed stage change to a board socket on daphne, each beside a "
+        "baseline, and the overdue scan over --history orders. "
         "Uses its own database <name>_bench, dropped and re-created on every run."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("what", choices=["ingest", "dispatch", "risk"], help=_("What to measure."))
+        parser.add_argument(
+            "what", choices=["ingest", "dispatch", "risk", "board"], help=_("What to measure.")
+        )
         parser.add_argument("--json", action="store_true", help=_("Print one JSON object."))
         parser.add_argument("--runs", type=int, default=3, help=_("Runs; figures are medians."))
         parser.add_argument(
@@ -161,7 +166,15 @@ class Command(BaseCommand):
             "--history", type=int, default=1_000_000, help=_("risk: orders of history to build first.")
         )
         parser.add_argument(
-            "--samples", type=int, default=400, help=_("risk: single-order ingests per run, each way.")
+            "--samples",
+            type=int,
+            default=400,
+            help=_(
+                "risk: single-order ingests per run, each way. board: stage changes timed for push latency."
+            ),
+        )
+        parser.add_argument(
+            "--open-orders", type=int, default=5_000, help=_("board: open orders on the board to render.")
         )
         parser.add_argument(
             "--ingest-orders", type=int, default=3_000, help=_("risk: orders per ingest pass, each way.")
@@ -187,6 +200,9 @@ class Command(BaseCommand):
             return
         if options["what"] == "risk":
             self._risk(options)
+            return
+        if options["what"] == "board":
+            self._board(options)
             return
         if runs < 1 or batch_orders < BATCH_SIZE or single_orders < SINGLE_CLIENTS:
             raise CommandError(
@@ -312,6 +328,36 @@ class Command(BaseCommand):
             self.stdout.write(json.dumps(result, ensure_ascii=False))
         else:
             self.stdout.write(risk.table(result))
+
+    def _board(self, options: dict) -> None:
+        from dashboards.benchmarks import board
+
+        runs, samples = int(options["runs"]), int(options["samples"])
+        open_orders, history = int(options["open_orders"]), int(options["history"])
+        if runs < 1 or samples < 1 or open_orders < 100 or history < 1_000:
+            raise CommandError(
+                _(
+                    "--runs and --samples must be at least 1, --open-orders at least 100, --history at least 1,000."
+                )
+            )
+        db = connections["default"].settings_dict
+        if settings.EMBEDDED or db["ENGINE"] != "django.db.backends.postgresql" or not settings.REDIS_URL:
+            raise CommandError(
+                _(
+                    "The board benchmark runs on PostgreSQL and Redis: set DATABASE_URL (e.g. "
+                    "postgres://postgres@127.0.0.1:5432/paidan) and REDIS_URL. It creates and uses "
+                    "its own database <name>_bench and never touches <name>."
+                )
+            )
+        bench_db = self._prepare_database(db)
+        result = board.run(
+            runs=runs, samples=samples, open_orders=open_orders, history=history, bench_db=bench_db,
+            env=_daphne_env(db, bench_db), log=self._log,
+        )  # fmt: skip
+        if options["json"]:
+            self.stdout.write(json.dumps(result, ensure_ascii=False))
+        else:
+            self.stdout.write(board.table(result))
 
     def _prepare_database(self, db: dict) -> str:
         """`<name>_bench`, dropped, re-created and migrated; this process now uses it."""

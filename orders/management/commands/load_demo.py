@@ -28,11 +28,12 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from agents.models import Agent, AgentSkill, Region, Skill, Team
+from agents.models import Agent, AgentSkill, Region, Skill, Team, UserContact
 from orders import normalize as norm
 from orders.actors import Actor, system_actor, user_actor
+from orders.exceptions import exception_raise
 from orders.mapping import apply_mapping
-from orders.models import STAGE_LABELS, Channel, Order, Warehouse
+from orders.models import STAGE_LABELS, Channel, ExceptionType, Order, Warehouse
 from orders.services import order_edit, order_ingest_batch, order_transition
 from orders.states import Role, Stage, TransitionError
 from riskcontrol.defaults import REVIEW_SKILL
@@ -303,7 +304,7 @@ class Step:
     """One thing that happens to a planned order at a moment."""
 
     at: datetime
-    kind: str  # ingest | transition | edit
+    kind: str  # ingest | transition | edit | exception (`to` is the exception type code)
     actor: str  # a demo username or "system"
     to: str = ""
     reason: str = ""
@@ -483,6 +484,20 @@ def _ensure_setup() -> dict[str, int]:
                       "provinces": provinces, "is_default": default and not Warehouse.objects.filter(is_default=True).exists()},
         )  # fmt: skip
         created["warehouses"] += made
+    # Exceptions go to a team: after-sales reconfirms with customers, the warehouse handles
+    # stock, and procurement hears of every shortage by e-mail.
+    for code, team, emails in [
+        ("address_ambiguous", "aftersales", ""),
+        ("damaged", "aftersales", ""),
+        ("other", "aftersales", ""),
+        ("customer_delay", "aftersales", ""),
+        ("out_of_stock", "warehouse", "procurement@demo.paidan.local"),
+    ]:
+        ExceptionType.objects.filter(code=code, team__isnull=True).update(
+            team=teams[team], notify_emails=emails
+        )
+    # The supervisor's mobile, for SMS escalations (the demo's SMS backend only logs them).
+    UserContact.objects.get_or_create(user=users["supervisor"], defaults={"phone": "+8613800138000"})
     # The risk desk: the reviewer takes review tasks from the pool like any agent.
     review_skill, _made = Skill.objects.get_or_create(code=REVIEW_SKILL["code"], defaults=REVIEW_SKILL)
     if not Agent.objects.filter(user=users["reviewer"]).exists():
@@ -642,9 +657,9 @@ def plan_orders(*, now: datetime) -> list[PlannedOrder]:
         steps.append(
             Step(
                 received + timedelta(minutes=3),
-                "transition",
-                "system",
-                Stage.EXCEPTION,
+                "exception",
+                "cs",
+                "address_ambiguous",
                 "地址不明确：转客服与客户电话确认",
             )
         )
@@ -672,9 +687,9 @@ def plan_orders(*, now: datetime) -> list[PlannedOrder]:
             steps.append(
                 Step(
                     received + timedelta(minutes=12),
-                    "transition",
+                    "exception",
                     "cs",
-                    Stage.EXCEPTION,
+                    "other",
                     "手机号无效：站内信联系买家核实",
                 )
             )
@@ -711,7 +726,7 @@ def _ordinary_path(rng: random.Random, received: datetime, now: datetime, payloa
         if roll < 0.10:
             held = picked - timedelta(minutes=10)
             plan.append(
-                Step(held, "transition", "warehouse", Stage.EXCEPTION, "缺货：仓库无货，已锁单并通知采购")
+                Step(held, "exception", "warehouse", "out_of_stock", "缺货：仓库无货，已锁单并通知采购")
             )
             if roll < 0.07:
                 plan.append(
@@ -733,17 +748,8 @@ def _ordinary_path(rng: random.Random, received: datetime, now: datetime, payloa
         elif roll < 0.13:
             plan.append(Step(picked, "transition", "warehouse", Stage.SHIPPING, "配货完成"))
             held = picked + timedelta(minutes=rng.randint(20, 120))
-            plan.append(Step(held, "transition", "cs", Stage.EXCEPTION, "客户要求延期配送至周末"))
-            if roll < 0.115:
-                plan.append(
-                    Step(
-                        held + timedelta(hours=8),
-                        "transition",
-                        "cs",
-                        Stage.SHIPPING,
-                        "已与客户确认新的配送时间",
-                    )
-                )
+            # The customer asks to delay: a note and the due time moved, the order stays in its stage.
+            plan.append(Step(held, "exception", "cs", "customer_delay", "客户要求延期配送至周末"))
         else:
             plan.append(Step(picked, "transition", "warehouse", Stage.SHIPPING, "配货完成"))
             plan.append(
@@ -1053,6 +1059,13 @@ def _apply(step: Step, planned: PlannedOrder, actors: dict[str, Actor], channels
         order_edit(
             order_id=planned.order_id, actor=actors[step.actor], changes=step.changes, reason=step.reason
         )
+    elif step.kind == "exception":
+        # Delays are to a few days after the request: the customer's weekend.
+        delay = timezone.now() + timedelta(days=3) if step.to == "customer_delay" else None
+        exception_raise(
+            order_id=planned.order_id, type_code=step.to, actor=actors[step.actor], note=step.reason,
+            delay_until=delay,
+        )  # fmt: skip
     else:
         _move(planned.order_id, step, actors)
 

@@ -1,0 +1,27 @@
+"""Celery tasks for dashboards: thin wrappers over the notification sender."""
+
+from celery import shared_task
+
+
+@shared_task(ignore_result=True)
+def send_notifications_task(ids: list[int]) -> dict[str, int]:
+    """Send new notifications right after the transaction that wrote them committed. Rows
+    already claimed, sent or not yet due are left alone, so a repeated task is harmless."""
+    from dashboards.notify import CLAIM_BATCH, notifications_send
+
+    totals = {"sent": 0, "retrying": 0, "failed": 0, "skipped": 0}
+    for start in range(0, len(ids), CLAIM_BATCH):
+        report = notifications_send(ids=ids[start : start + CLAIM_BATCH])
+        for key in totals:
+            totals[key] += getattr(report, key)
+    return totals
+
+
+@shared_task(ignore_result=True)
+def send_due_notifications_task() -> dict[str, int]:
+    """Every 30 s: send what is due — retries after their backoff, and anything whose task
+    was lost (broker down, worker killed)."""
+    from dashboards.notify import notifications_send_due
+
+    report = notifications_send_due()
+    return {"sent": report.sent, "retrying": report.retrying, "failed": report.failed}
