@@ -271,13 +271,11 @@ def notifications_send(
 
 def notifications_send_due(*, now: datetime | None = None) -> SendReport:
     """The sweep: send everything due, batch after batch, up to SWEEP_MAX_BATCHES."""
-    total = SendReport()
-    for _batch in range(SWEEP_MAX_BATCHES):
-        report = notifications_send(now=now)
-        total.add(report)
-        if report.claimed < CLAIM_BATCH:
-            break
-    return total
+    from orders.leases import sweep_due
+
+    return sweep_due(
+        lambda: notifications_send(now=now), SendReport(), batch=CLAIM_BATCH, max_batches=SWEEP_MAX_BATCHES
+    )
 
 
 def _record_attempt(notification: Notification, *, lease: datetime, error: str, now: datetime) -> str:

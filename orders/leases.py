@@ -6,6 +6,7 @@ lease runs out; it never loses them."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 
 from django.db import transaction
@@ -27,3 +28,15 @@ def claim_due(
         if claimed:
             model.objects.filter(pk__in=claimed).update(next_attempt_at=lease)
     return list(model.objects.select_related(*related).filter(pk__in=claimed).order_by("pk"))
+
+
+def sweep_due(send_batch: Callable[[], object], total, *, batch: int, max_batches: int):
+    """A beat sweep: claim and send batch after batch (`send_batch()` returns a report with
+    `claimed` and is added to `total`) until one comes back short or `max_batches` ran; the
+    next tick carries on."""
+    for _batch in range(max_batches):
+        report = send_batch()
+        total.add(report)
+        if report.claimed < batch:
+            break
+    return total

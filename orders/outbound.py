@@ -33,7 +33,7 @@ from django.db.models.signals import post_delete, post_save
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from orders.leases import claim_due
+from orders.leases import claim_due, sweep_due
 from orders.models import Order, OrderEvent, OutboundAttempt, OutboundDelivery, WebhookSubscription
 
 logger = logging.getLogger(__name__)
@@ -279,13 +279,9 @@ def outbound_deliver(
 
 def outbound_deliver_due(*, now: datetime | None = None) -> DeliveryReport:
     """The sweep: deliver everything due, batch after batch, up to SWEEP_MAX_BATCHES."""
-    total = DeliveryReport()
-    for _batch in range(SWEEP_MAX_BATCHES):
-        report = outbound_deliver(now=now)
-        total.add(report)
-        if report.claimed < CLAIM_BATCH:
-            break
-    return total
+    return sweep_due(
+        lambda: outbound_deliver(now=now), DeliveryReport(), batch=CLAIM_BATCH, max_batches=SWEEP_MAX_BATCHES
+    )
 
 
 def _post(delivery: OutboundDelivery) -> tuple[int | None, str, int]:

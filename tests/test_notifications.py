@@ -308,8 +308,9 @@ def test_rows_in_a_rolled_back_transaction_are_never_sent(robot, django_capture_
 # --- Two sweeps at once ----------------------------------------------------------------------------
 @pytest.mark.django_db(transaction=True)
 def test_two_concurrent_sweeps_never_send_a_message_twice(monkeypatch):
-    if connection.vendor != "postgresql":
-        pytest.skip("SKIP LOCKED claims need PostgreSQL")
+    # The suite runs on PostgreSQL (make test); on anything else this must fail, not pass by
+    # skipping, since SKIP LOCKED is what it proves.
+    assert connection.vendor == "postgresql", "run the tests on PostgreSQL (DATABASE_URL)"
     install_defaults(NotificationTemplate)
     # The after-commit tasks are lost (say the broker was down): only the sweeps send.
     monkeypatch.setattr(notify_module, "_deliver_after_commit", lambda ids: None)
