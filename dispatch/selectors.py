@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 from django.db.models import Count, Q, QuerySet
 
 from agents.models import Agent, AgentSkill, Region, Skill
+from dispatch.engine.rounds import ScopedPolicy, resolve_policy
 from dispatch.engine.scoring import default_weights
 from dispatch.engine.types import (
     AgentSnap,
@@ -45,6 +46,23 @@ class ResolvedPolicy:
     row: DispatchPolicy
     spec: PolicySpec
 
+    @property
+    def scoped(self) -> ScopedPolicy:
+        return scoped_policy(self.row, self.spec)
+
+
+def scoped_policy(policy: DispatchPolicy, spec: PolicySpec) -> ScopedPolicy:
+    """The engine's view of a policy row: its spec, its scope and its escalation limits."""
+    return ScopedPolicy(
+        name=policy.name,
+        spec=spec,
+        channel_id=policy.channel_id,
+        service_type=policy.service_type,
+        region_id=policy.region_id,
+        max_rounds=policy.max_rounds,
+        l2_wait_seconds=policy.l2_wait_seconds,
+    )
+
 
 def policy_spec(policy: DispatchPolicy, shares: dict[int, float] | None = None) -> PolicySpec:
     names = [Criterion(item["criterion"]) for item in policy.criteria or []]
@@ -76,6 +94,10 @@ class PolicyBook:
             for row in rows
         ]
         self.default = ResolvedPolicy(DEFAULT_POLICY, policy_spec(DEFAULT_POLICY))
+        self._scoped = [r.scoped for r in self._rows]
+        self._default_scoped = self.default.scoped
+        # The engine answers with one of the scoped policies it was given: map it back to its row.
+        self._by_scoped = {id(s): r for s, r in zip(self._scoped, self._rows, strict=True)}
         # Review tasks have no address: the desk team is matched on skill alone by default.
         self._review_default = ResolvedPolicy(REVIEW_POLICY, policy_spec(REVIEW_POLICY))
         self._skill_forced: dict[int | None, ResolvedPolicy] = {}
@@ -83,19 +105,14 @@ class PolicyBook:
     def for_entry(self, entry: PoolEntry) -> ResolvedPolicy:
         if entry.kind == PoolEntry.Kind.REVIEW:
             return self._for_review(entry)
-        best, best_score = self.default, -1
-        for resolved in self._rows:
-            row = resolved.row
-            if row.channel_id is not None and row.channel_id != entry.channel_id:
-                continue
-            if row.service_type and row.service_type != entry.category:
-                continue
-            if row.region_id is not None and row.region_id != entry.region_id:
-                continue
-            score = (row.channel_id is not None) + bool(row.service_type) + (row.region_id is not None)
-            if score > best_score or (score == best_score and row.name < best.row.name):
-                best, best_score = resolved, score
-        return best
+        chosen = resolve_policy(
+            self._scoped,
+            self._default_scoped,
+            channel_id=entry.channel_id,
+            category=entry.category,
+            region_id=entry.region_id,
+        )
+        return self._by_scoped.get(id(chosen), self.default)
 
     def _for_review(self, entry: PoolEntry) -> ResolvedPolicy:
         """Review tasks follow only policies written for them (service type `risk_review`),

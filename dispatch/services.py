@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.conf import settings
@@ -21,9 +21,16 @@ from dashboards.alerts import alert_raise, alerts_raise
 from dashboards.models import Alert
 from dispatch import selectors
 from dispatch.engine.intent import detect_skills, skill_text
-from dispatch.engine.matcher import match
-from dispatch.engine.types import AgentSnap, AgentStatus, Offer, Waiting, WaitReason
-from dispatch.engine.windows import offer_window_seconds
+from dispatch.engine.rounds import (
+    REVIEW_SKILL,
+    TICK_LIMIT,
+    RoundGroup,
+    needs_supervisor,
+    offer_windows,
+    plan_round,
+    rounds_exhausted,
+)
+from dispatch.engine.types import AgentStatus, Offer, Waiting, WaitReason
 from dispatch.models import LIVE_STATES, WAIT_REASON_LABELS, Assignment, Inquiry, PoolEntry
 from orders.actors import Actor, system_actor, user_actor
 from orders.models import Channel, Customer, Order, OrderEvent
@@ -32,10 +39,8 @@ from orders.states import TERMINAL_STAGES, Stage, TransitionError
 logger = logging.getLogger(__name__)
 
 DISPATCH = system_actor("dispatch")
-TICK_LIMIT = 1000
 _ENTRY_FIELDS = [f.name for f in PoolEntry._meta.concrete_fields]
 L3_EVERY = 3  # consecutive exceptions that raise an L3
-REVIEW_SKILL = "risk_review"  # the skill a review task asks for (riskcontrol.defaults installs it)
 
 
 class DispatchError(TransitionError):
@@ -167,29 +172,15 @@ def _match_round(*, now: datetime, limit: int, report: TickReport) -> None:
     tasks = {t.id: t for t in selectors.task_snapshots(entries, now=now)}
     by_id = {e.pk: e for e in entries}
 
-    groups: dict[int, list[PoolEntry]] = defaultdict(list)
-    resolved = {}
+    resolved = {e.pk: policies.for_entry(e) for e in entries}
+    groups: dict[tuple[int, bool], RoundGroup] = {}
     for e in entries:
-        policy = policies.for_entry(e)
-        resolved[e.pk] = policy
-        groups[id(policy)].append(e)  # one group per resolved policy (variants share a row)
-
-    offers: list[Offer] = []
-    waiting: list[Waiting] = []
-    used: dict[int, int] = defaultdict(int)
-    # A reviewer whose only skill is risk review works the review desk, not deliveries.
-    desk_only = {a.id for a in agents if set(a.skills) == {REVIEW_SKILL}}
-    for group in groups.values():
-        spec = resolved[group[0].pk].spec
-        snaps = [_with_active(a, used[a.id]) for a in agents] if used else agents
-        if desk_only and group[0].kind != PoolEntry.Kind.REVIEW:
-            snaps = [a for a in snaps if a.id not in desk_only]
-        result = match([tasks[e.pk] for e in group], snaps, spec, now=now.timestamp())
-        for offer in result.offers:
-            used[offer.agent_id] += 1
-        offers.extend(result.offers)
-        waiting.extend(result.waiting)
-
+        spec, review = resolved[e.pk].spec, e.kind == PoolEntry.Kind.REVIEW
+        # One group per resolved policy (variants share a row).
+        groups.setdefault((id(spec), review), RoundGroup(spec, review=review)).tasks.append(tasks[e.pk])
+    planned = plan_round(list(groups.values()), agents, now=now.timestamp())
+    offers: list[Offer] = planned.offers
+    waiting: list[Waiting] = planned.waiting
     offers, refused = _within_capacity(offers, now=now)
     waiting.extend(refused)
     priority = {e.pk: i for i, e in enumerate(entries)}  # claim order: urgent, then oldest
@@ -206,11 +197,7 @@ def _match_round(*, now: datetime, limit: int, report: TickReport) -> None:
         entry.wait_detail = item.detail[:200]
         entry.last_tried_at = now
         waited = (now - entry.waiting_since).total_seconds()
-        # "No one can take it": nobody qualifies at all, or nobody qualified has been online
-        # for the policy's wait. Agents merely full (a burst) is a queue, not an escalation.
-        if item.reason == WaitReason.NO_QUALIFIED_AGENT or (
-            item.reason == WaitReason.NONE_ONLINE and waited >= policy.l2_wait_seconds
-        ):
+        if needs_supervisor(item, waited_seconds=waited, l2_wait_seconds=policy.l2_wait_seconds):
             escalations.append((entry, _wait_message(item)))
         else:
             report.waiting += 1
@@ -235,10 +222,6 @@ def _save_waiting(entries: list[PoolEntry], *, now: datetime) -> None:
             last_tried_at=now,
             updated_at=now,
         )
-
-
-def _with_active(agent: AgentSnap, extra: int) -> AgentSnap:
-    return replace(agent, active=agent.active + extra) if extra else agent
 
 
 def _within_capacity(offers: list[Offer], *, now: datetime) -> tuple[list[Offer], list[Waiting]]:
@@ -279,10 +262,10 @@ def _create_offers(offers: list[Offer], *, by_id: dict, resolved: dict, now: dat
     if not offers:
         return
     rows = []
-    for position, offer in enumerate(offers):
+    windows = offer_windows(offers, {o.task_id: resolved[o.task_id].spec for o in offers})
+    for offer, window in zip(offers, windows, strict=True):
         entry = by_id[offer.task_id]
         spec = resolved[entry.pk].spec
-        window = offer_window_seconds(position, len(offers), spec)
         rows.append(
             Assignment(
                 entry=entry,
@@ -455,7 +438,8 @@ def _back_to_pool(
     if a.order_id:
         _assignment_event(a, now=now, reason=why, actor=actor).save()
     _push(agent_ids={a.agent_id}, order_ids=[a.order_id] if a.order_id else [])
-    if failed_round and entry.rounds >= (book or selectors.PolicyBook()).for_entry(entry).row.max_rounds:
+    max_rounds = (book or selectors.PolicyBook()).for_entry(entry).row.max_rounds
+    if failed_round and rounds_exhausted(entry.rounds, max_rounds=max_rounds):
         _escalate(entry, now=now, why=_("%(n)d offer rounds failed") % {"n": entry.rounds})
     entry.save()
     if entry.state == PoolEntry.State.WAITING:
