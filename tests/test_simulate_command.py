@@ -56,6 +56,19 @@ def test_the_html_report_is_one_file_with_its_charts_library(tmp_path):
     assert "<th>smart</th>" in page and "<th>round_robin</th>" in page
 
 
+def test_the_agent_model_can_be_changed_for_every_agent():
+    # agents who never accept anything: every order ends with the supervisor
+    result = json.loads(simulate(*SMALL, "--json", "--policy", "smart", "--agent-model", "acceptance=0",
+                                 "--agent-model", "acceptance_unskilled=0"))  # fmt: skip
+
+    smart = result["runs"][0]
+    assert smart["accepted"] == smart["assigned_by_hand"] > 0
+    assert result["scenario"]["parameters"]["behaviour_set"] == {
+        "acceptance": 0.0,
+        "acceptance_unskilled": 0.0,
+    }
+
+
 def test_a_policy_row_from_the_database_runs_by_name():
     DispatchPolicy.objects.create(name="robin <draft>", kind="round_robin", filters=[], is_active=False)
 
@@ -71,6 +84,10 @@ def test_a_policy_row_from_the_database_runs_by_name():
         (["--policy", "db:nope"], "no dispatch policy is named 'nope'"),
         (["--policy", "smart", "--policy", "smart"], "a policy is named twice"),
         (["--orders", "0"], "--orders must be at least 1"),
+        (["--agent-model", "patience=3"], "'patience=3' is not NAME=VALUE with a behaviour parameter"),
+        (["--agent-model", "acceptance=high"], "acceptance must be a number, not 'high'"),
+        (["--agent-model", "acceptance=1.5"], "acceptance must be a probability"),
+        (["--agent-model", "level_factors=1,2"], "level_factors must be five numbers"),
     ],
 )
 def test_bad_options_are_refused_with_what_is_wrong(args, message):

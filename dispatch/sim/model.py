@@ -5,7 +5,7 @@ read from the database (`dispatch.sim.history`), then replayed by `dispatch.sim.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from datetime import datetime
 
 from dispatch.engine.rounds import ScopedPolicy, resolve_policy
@@ -181,3 +181,36 @@ class PolicySet:
 
 
 Progress = Callable[[float], None]  # called with the share of virtual time simulated, 0..1
+
+
+def parse_behaviour(settings: Sequence[str]) -> dict[str, object]:
+    """`["acceptance=0.9", "level_factors=1.2,1.1,1,0.9,0.8"]` as `Behaviour` field values."""
+    known = {f.name: f for f in fields(Behaviour)}
+    values: dict[str, object] = {}
+    for item in settings:
+        name, sep, raw = item.partition("=")
+        name = name.strip()
+        if not sep or name not in known:
+            raise ValueError(
+                f"{item!r} is not NAME=VALUE with a behaviour parameter; parameters: {', '.join(known)}"
+            )
+        try:
+            if name in ("level_factors", "fix_levels"):
+                numbers = tuple(float(v) for v in raw.split(","))
+                if len(numbers) != 5:
+                    raise ValueError
+                values[name] = numbers
+            else:
+                values[name] = float(raw)
+        except ValueError:
+            shape = (
+                "five numbers separated by commas" if name in ("level_factors", "fix_levels") else "a number"
+            )
+            raise ValueError(f"{name} must be {shape}, not {raw!r}") from None
+    return values
+
+
+def with_behaviour(scenario: Scenario, values: Mapping[str, object]) -> Scenario:
+    """The scenario with these behaviour parameters set for every agent (checked by `Behaviour`)."""
+    agents = [replace(a, behaviour=replace(a.behaviour, **values)) for a in scenario.agents]
+    return replace(scenario, agents=agents, parameters={**scenario.parameters, "behaviour_set": dict(values)})

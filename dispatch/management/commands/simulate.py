@@ -24,7 +24,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from tqdm import tqdm
 
 from dispatch.sim import policies as builtins
-from dispatch.sim.model import PolicySet, Scenario
+from dispatch.sim.model import PolicySet, Scenario, parse_behaviour, with_behaviour
 from dispatch.sim.report import echarts_source, html_report, text_table
 from dispatch.sim.run import compare
 from dispatch.sim.scenarios import PRESETS, generate
@@ -58,6 +58,15 @@ class Command(BaseCommand):
         parser.add_argument(
             "--agents", type=int, help="Scale a generated scenario's roster to this many agents."
         )
+        parser.add_argument(
+            "--agent-model",
+            action="append",
+            dest="behaviour",
+            metavar="NAME=VALUE",
+            help="Set a parameter of every agent's behaviour model, e.g. acceptance=0.9, "
+            "response_median_seconds=60, unskilled_factor=2, speed_kmh=30; repeat for more "
+            "(see dispatch/sim/model.py Behaviour).",
+        )
         parser.add_argument("--json", action="store_true", help="Print one JSON object instead of the table.")
         parser.add_argument(
             "--html", type=Path, metavar="FILE", help="Also write an HTML report with charts."
@@ -66,6 +75,11 @@ class Command(BaseCommand):
 
     def handle(self, *args: object, **options) -> None:
         scenario = self._scenario(options)
+        if options["behaviour"]:
+            try:
+                scenario = with_behaviour(scenario, parse_behaviour(options["behaviour"]))
+            except ValueError as exc:
+                raise CommandError(str(exc)) from exc
         policy_sets = [self._policy(name) for name in options["policies"] or ["smart", "round_robin"]]
         names = [p.name for p in policy_sets]
         if len(set(names)) != len(names):
