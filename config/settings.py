@@ -217,6 +217,7 @@ STATICFILES_DIRS = [
     # Browser libraries installed by npm (package.json, `make`), served as they ship, never
     # copied into the repository.
     ("vendor/sortablejs", BASE_DIR / "node_modules" / "sortablejs"),
+    ("vendor/echarts", BASE_DIR / "node_modules" / "echarts"),
 ]
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from dashboards import board_apis, board_views, imports_views, queue_views, views
+from dashboards import board_apis, board_views, imports_views, queue_views, simulation_views, views
 
 app_name = "dashboards"
 
@@ -17,6 +17,13 @@ urlpatterns = [
     path("imports/<int:job_id>/errors.csv", imports_views.import_errors, name="import_errors"),
     path("queue/", queue_views.agent_queue, name="agent_queue"),
     path("dispatch/manual/", queue_views.manual_queue, name="manual_queue"),
+    path("dispatch/simulations/", simulation_views.simulation_list, name="simulations"),
+    path("dispatch/simulations/<int:run_id>/", simulation_views.simulation_detail, name="simulation_detail"),
+    path(
+        "dispatch/simulations/<int:run_id>/status.json",
+        simulation_views.simulation_status,
+        name="simulation_status",
+    ),
     # The board's JSON API (beside the order API's /api/orders/…).
     path("api/board/", board_apis.BoardApi.as_view(), name="board_api"),
     path("api/board/counts/", board_apis.BoardCountsApi.as_view(), name="board_counts_api"),

@@ -4,7 +4,7 @@ from django.db import transaction
 from django.utils.translation import gettext_lazy as _
 
 from dispatch import services
-from dispatch.models import Assignment, DispatchPolicy, Inquiry, PoolEntry, WeightedShare
+from dispatch.models import Assignment, DispatchPolicy, Inquiry, PoolEntry, SimulationRun, WeightedShare
 from orders.actors import user_actor
 
 
@@ -178,4 +178,30 @@ class InquiryAdmin(admin.ModelAdmin):
     readonly_fields = [f.name for f in Inquiry._meta.fields]
 
     def has_add_permission(self, request) -> bool:
+        return False
+
+
+@admin.register(SimulationRun)
+class SimulationRunAdmin(admin.ModelAdmin):
+    """Runs are requested from the simulator page and filled in by a worker: here they are read,
+    and old ones deleted."""
+
+    list_display = [
+        "id",
+        "policy",
+        "start_date",
+        "end_date",
+        "status",
+        "progress",
+        "requested_by",
+        "created_at",
+    ]
+    list_filter = ["status"]
+    list_select_related = ["policy", "requested_by"]
+    readonly_fields = [f.name for f in SimulationRun._meta.fields]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
         return False

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
@@ -346,3 +348,60 @@ class Assignment(models.Model):
 
     def __str__(self) -> str:
         return f"{self.entry_id}→{self.agent_id} ({self.state})"
+
+
+class SimulationRun(models.Model):
+    """A supervisor's request to replay past days under the live policies and under the live
+    policies with one draft switched on; a worker fills in the progress and the comparison."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", _("Queued")
+        RUNNING = "running", _("Running")
+        DONE = "done", _("Done")
+        FAILED = "failed", _("Failed")
+
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        verbose_name=_("requested by"),
+    )
+    policy = models.ForeignKey(
+        DispatchPolicy,
+        on_delete=models.PROTECT,
+        related_name="simulation_runs",
+        verbose_name=_("draft policy"),
+    )
+    start_date = models.DateField(_("first day"))
+    end_date = models.DateField(_("end (exclusive)"), help_text=_("The day after the last day replayed."))
+    seed = models.PositiveIntegerField(_("seed"), default=1)
+    status = models.CharField(_("status"), max_length=10, choices=Status.choices, default=Status.QUEUED)
+    progress = models.FloatField(_("progress"), default=0.0)
+    result = models.JSONField(_("result"), null=True, blank=True)
+    error = models.TextField(_("error"), blank=True)
+    created_at = models.DateTimeField(_("requested"), default=timezone.now)
+    started_at = models.DateTimeField(_("started"), null=True, blank=True)
+    finished_at = models.DateTimeField(_("finished"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("simulation run")
+        verbose_name_plural = _("simulation runs")
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(end_date__gt=models.F("start_date")), name="simulationrun_range_forward"
+            ),
+            models.CheckConstraint(
+                condition=Q(progress__gte=0.0, progress__lte=1.0), name="simulationrun_progress_share"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.policy_id} {self.start_date}..{self.end_date} ({self.status})"
+
+    @property
+    def last_day(self):
+        """The last day replayed (the range's end is exclusive)."""
+        return self.end_date - timedelta(days=1)

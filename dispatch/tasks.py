@@ -31,3 +31,13 @@ def sweep_pool_task() -> dict:
 @shared_task(ignore_result=True)
 def refresh_agent_profiles_task() -> int:
     return agent_profiles_refresh_all()
+
+
+@shared_task(ignore_result=True)
+def run_simulation_task(run_id: int) -> str | None:
+    """Replay a requested simulation (minutes of CPU for a busy week); a second delivery of
+    the same run finds it no longer queued and does nothing."""
+    from dispatch.sim.services import simulation_execute
+
+    run = simulation_execute(run_id=run_id)
+    return run.status if run is not None else None

@@ -6,6 +6,7 @@ import hashlib
 
 import factory
 from django.contrib.auth.models import Group, User
+from django.utils import timezone
 from rest_framework.authtoken.models import Token
 
 from orders.models import Channel
@@ -132,3 +133,29 @@ class AgentFactory(factory.django.DjangoModelFactory):
     def regions(self, create: bool, extracted: list | None, **kwargs: object) -> None:
         if extracted:
             self.regions.add(*extracted)
+
+
+class CustomerFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = "orders.Customer"
+        django_get_or_create = ("channel", "account_key")
+
+    channel = factory.SubFactory(ChannelFactory)
+    account_key = factory.Sequence(lambda n: f"acct{n}")
+
+
+class OrderFactory(factory.django.DjangoModelFactory):
+    """An order as stored, without ingest (no screening, no pool entry): for tests of reads
+    that set every timestamp themselves."""
+
+    class Meta:
+        model = "orders.Order"
+
+    channel = factory.SubFactory(ChannelFactory)
+    customer = factory.LazyAttribute(lambda o: CustomerFactory(channel=o.channel))
+    external_id = factory.Sequence(lambda n: f"EXT{n}")
+    tag = factory.Sequence(lambda n: f"T-{n:06d}")
+    amount = "100.00"
+    source_updated_at = factory.LazyFunction(timezone.now)
+    province = "广东省"
+    category = "apparel"

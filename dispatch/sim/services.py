@@ -1,0 +1,149 @@
+"""Every write to a simulation run: a supervisor's request, and the worker's execution of it
+(progress, result, failure)."""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Mapping
+from datetime import date, datetime, timedelta
+
+from django.db import transaction
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from dispatch.models import DispatchPolicy, SimulationRun
+from dispatch.services import DispatchError
+
+logger = logging.getLogger(__name__)
+
+MAX_DAYS = 31
+PROGRESS_EVERY_SECONDS = 1.0  # progress is called very often: write at most this often …
+PROGRESS_MIN_STEP = 0.01  # … and only when it moved at least this much
+
+
+class SimulationRefused(DispatchError):
+    code = "simulation_refused"
+
+
+@transaction.atomic
+def simulation_request(
+    *, user, policy: DispatchPolicy, start: date, end: date, seed: int = 1, today: date | None = None
+) -> SimulationRun:
+    """Queue a replay of the local days [start, end) under the live policies and under the live
+    policies with `policy` switched on; the worker starts after commit."""
+    today = today or timezone.localdate()
+    if end <= start:
+        raise SimulationRefused(
+            _("The simulated range must end after it starts (from %(start)s to %(end)s).")
+            % {"start": start.isoformat(), "end": end.isoformat()}
+        )
+    if (end - start).days > MAX_DAYS:
+        raise SimulationRefused(
+            _("A simulation covers at most %(max)d days; %(start)s to %(end)s is %(days)d.")
+            % {
+                "max": MAX_DAYS,
+                "start": start.isoformat(),
+                "end": end.isoformat(),
+                "days": (end - start).days,
+            }
+        )
+    if end > today:
+        raise SimulationRefused(
+            _("Only past days can be replayed: the range runs until %(last)s, and today is %(today)s.")
+            % {"last": (end - timedelta(days=1)).isoformat(), "today": today.isoformat()}
+        )
+    run = SimulationRun.objects.create(
+        requested_by=user if getattr(user, "is_authenticated", False) else None,
+        policy=policy,
+        start_date=start,
+        end_date=end,
+        seed=seed,
+    )
+    transaction.on_commit(lambda: _enqueue(run.pk))
+    return run
+
+
+def _enqueue(run_id: int) -> None:
+    from dispatch.tasks import run_simulation_task
+
+    run_simulation_task.delay(run_id)
+
+
+def simulation_execute(*, run_id: int) -> SimulationRun | None:
+    """Run a queued simulation to its end: running, then done with the comparison, or failed
+    with the reason. A run that is not queued (already started, finished, or gone) is left
+    alone, so a task delivered twice runs it once. Returns the run, or None when left alone."""
+    now = timezone.now()
+    started = SimulationRun.objects.filter(pk=run_id, status=SimulationRun.Status.QUEUED).update(
+        status=SimulationRun.Status.RUNNING, started_at=now, progress=0.0, error=""
+    )
+    if not started:
+        logger.info("simulation %s is not queued; left alone", run_id)
+        return None
+    run = SimulationRun.objects.select_related("policy").get(pk=run_id)
+    try:
+        result = _compare(run)
+    except Exception as exc:
+        logger.exception("simulation %s failed", run_id)
+        message = str(exc) or exc.__class__.__name__
+        SimulationRun.objects.filter(pk=run_id).update(
+            status=SimulationRun.Status.FAILED, error=message[:2000], finished_at=timezone.now()
+        )
+    else:
+        SimulationRun.objects.filter(pk=run_id).update(
+            status=SimulationRun.Status.DONE, progress=1.0, result=result, finished_at=timezone.now()
+        )
+    run.refresh_from_db()
+    return run
+
+
+def _compare(run: SimulationRun) -> dict:
+    from dispatch.sim.history import live_policy_set, policy_set_with_draft, scenario_from_history
+    from dispatch.sim.run import compare
+
+    scenario = scenario_from_history(start=run.start_date, end=run.end_date)
+    policy_sets = [live_policy_set(), policy_set_with_draft(run.policy)]
+    result = compare(scenario, policy_sets, seed=run.seed, progress=_ProgressWriter(run.pk))
+    result["draft"] = {"id": run.policy_id, "name": run.policy.name, "active": run.policy.is_active}
+    return jsonable(result)
+
+
+class _ProgressWriter:
+    """The runner's progress callback: one UPDATE per second at most, whatever the call rate."""
+
+    def __init__(self, run_id: int) -> None:
+        self.run_id = run_id
+        self.written = 0.0
+        self.at = time.monotonic()
+
+    def __call__(self, share: float) -> None:
+        share = min(1.0, max(0.0, float(share)))
+        now = time.monotonic()
+        if now - self.at < PROGRESS_EVERY_SECONDS or share - self.written < PROGRESS_MIN_STEP:
+            return
+        SimulationRun.objects.filter(pk=self.run_id, status=SimulationRun.Status.RUNNING).update(
+            progress=round(share, 4)
+        )
+        self.written, self.at = share, now
+
+
+def jsonable(value: object) -> object:
+    """`value` as plain JSON: no NaN or infinity (PostgreSQL's jsonb refuses them), no numpy
+    scalars, dates as ISO text, sets and tuples as lists."""
+    if isinstance(value, Mapping):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        items = sorted(value) if isinstance(value, set | frozenset) else value
+        return [jsonable(v) for v in items]
+    if isinstance(value, bool) or value is None or isinstance(value, str | int):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    item = getattr(value, "item", None)  # numpy scalars
+    if callable(item):
+        return jsonable(item())
+    return str(value)
