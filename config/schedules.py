@@ -55,4 +55,25 @@ BEAT_SCHEDULE: dict[str, dict] = {
         "schedule": 60.0,
         "options": {"expires": 60.0},
     },
+    "refresh-report-rollups": {
+        # The report pages read daily rollups; today's and yesterday's are rewritten often.
+        "task": "dashboards.tasks.refresh_report_rollups_task",
+        "schedule": 300.0,
+        "options": {"expires": 300.0},
+    },
+    "refresh-report-rollups-nightly": {
+        # Late facts (completions, resolutions) of the last days, and the days a beat missed.
+        "task": "dashboards.tasks.refresh_report_rollups_task",
+        "schedule": crontab(hour=1, minute=40),
+        "kwargs": {"days": 7},
+    },
+    "take-backlog-snapshot": {
+        "task": "dashboards.tasks.take_backlog_snapshot_task",
+        "schedule": crontab(minute=0),
+    },
+    "send-weekly-summary": {
+        # Monday 08:30 (TIME_ZONE): last week's bottleneck summary to the supervisors.
+        "task": "dashboards.tasks.send_weekly_summary_task",
+        "schedule": crontab(day_of_week=1, hour=8, minute=30),
+    },
 }

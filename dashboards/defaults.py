@@ -92,6 +92,17 @@ TEMPLATES = [
         "",
         "【派单】{{ customer }}您好，您的订单{{ order.tag }}已按您的要求延期至{{ delay_until }}。",
     ),
+    # week, week_end, stage/category/group{name, figure, runner_up}, url (dashboards.reports.weekly)
+    (
+        "weekly_summary",
+        "email",
+        "【派单】每周瓶颈小结 {{ week }} 至 {{ week_end }}",
+        "上周（{{ week }} 至 {{ week_end }}）的瓶颈：\n"
+        "· 等待最久的阶段：{{ stage.name }}，{{ stage.figure }}；其次：{{ stage.runner_up }}\n"
+        "· 超时最多的品类：{{ category.name }}，{{ category.figure }}；其次：{{ category.runner_up }}\n"
+        "· 负载最重的小组：{{ group.name }}，{{ group.figure }}；其次：{{ group.runner_up }}\n"
+        "查看报表：{{ url }}",
+    ),
 ]
 
 

@@ -124,3 +124,166 @@ class Notification(models.Model):
 
     def __str__(self) -> str:
         return f"{self.template} → {self.target or self.user_id} ({self.channel})"
+
+
+# --- Reports: rollups the report pages read instead of the order tables ----------------------
+# Each rollup row is one local day's facts for one scope key. Supervisors' scope is the
+# order's province (orders.selectors.order_visible_to), so order rollups keep the province;
+# pool-entry rollups keep the entry's region. `dashboards.reports.services.reports_rollup`
+# deletes and rewrites whole days, so a re-run is always safe.
+class ReportOrderDay(models.Model):
+    """Per day × province × channel × category: orders ready for dispatch, first acceptances
+    and stage exits with how many of them were late (SLA breaches)."""
+
+    day = models.DateField()
+    province = models.CharField(max_length=30, blank=True)
+    channel = models.ForeignKey("orders.Channel", on_delete=models.CASCADE, related_name="+")
+    category = models.CharField(max_length=64, blank=True)
+    ready = models.PositiveIntegerField(default=0)
+    accepted = models.PositiveIntegerField(default=0)
+    exits = models.PositiveIntegerField(default=0)
+    breaches = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["day", "province", "channel", "category"], name="reportorderday_one_per_key"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.day} {self.province} {self.channel_id} {self.category}"
+
+
+class ReportResponseDay(models.Model):
+    """Per day × province: first responses (ready → accepted) by their acceptance day, with a
+    log-bucket histogram of the seconds for percentiles (dashboards.reports.buckets)."""
+
+    day = models.DateField()
+    province = models.CharField(max_length=30, blank=True)
+    ready = models.PositiveIntegerField(default=0)
+    accepted = models.PositiveIntegerField(default=0)
+    seconds_sum = models.FloatField(default=0)
+    histogram = models.JSONField(default=dict)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["day", "province"], name="reportresponseday_one_per_key")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.day} {self.province}"
+
+
+class ReportStageDay(models.Model):
+    """Per day × province × stage left: exits, breaches, and the stay's seconds (sum and
+    histogram) from the TRANSITION events' stage-left facts."""
+
+    day = models.DateField()
+    province = models.CharField(max_length=30, blank=True)
+    stage = models.CharField(max_length=20)
+    exits = models.PositiveIntegerField(default=0)
+    breaches = models.PositiveIntegerField(default=0)
+    stay_sum = models.FloatField(default=0)
+    histogram = models.JSONField(default=dict)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["day", "province", "stage"], name="reportstageday_one_per_key")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.day} {self.province} {self.stage}"
+
+
+class ReportAgentDay(models.Model):
+    """Per day × agent: offers made that day and what became of them, and work completed."""
+
+    day = models.DateField()
+    agent = models.ForeignKey("agents.Agent", on_delete=models.CASCADE, related_name="+")
+    offers = models.PositiveIntegerField(default=0)
+    accepted = models.PositiveIntegerField(default=0)
+    rejected = models.PositiveIntegerField(default=0)
+    expired = models.PositiveIntegerField(default=0)
+    completed = models.PositiveIntegerField(default=0)
+    handling_sum = models.FloatField(default=0, help_text="seconds from acceptance to completion")
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["day", "agent"], name="reportagentday_one_per_key")]
+
+    def __str__(self) -> str:
+        return f"{self.day} {self.agent_id}"
+
+
+class ReportSkillDay(models.Model):
+    """Per day × region × skill needed: pool entries (orders and inquiries) that became ready,
+    and those first accepted that day with their wait."""
+
+    day = models.DateField()
+    region = models.ForeignKey(
+        "agents.Region", null=True, blank=True, on_delete=models.CASCADE, related_name="+"
+    )
+    skill = models.CharField(max_length=40)
+    ready = models.PositiveIntegerField(default=0)
+    accepted = models.PositiveIntegerField(default=0)
+    wait_sum = models.FloatField(default=0)
+
+    class Meta:
+        indexes = [models.Index(fields=["day"])]
+
+    def __str__(self) -> str:
+        return f"{self.day} {self.region_id} {self.skill}"
+
+
+class ReportExceptionDay(models.Model):
+    """Per day × province × exception type: cases raised that day, and cases resolved that day
+    with their time to resolve."""
+
+    day = models.DateField()
+    province = models.CharField(max_length=30, blank=True)
+    type = models.ForeignKey("orders.ExceptionType", on_delete=models.CASCADE, related_name="+")
+    raised = models.PositiveIntegerField(default=0)
+    resolved = models.PositiveIntegerField(default=0)
+    resolve_sum = models.FloatField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["day", "province", "type"], name="reportexceptionday_one_per_key")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.day} {self.province} {self.type_id}"
+
+
+class ReportRun(models.Model):
+    """When the rollups were last rewritten and which days: the pages say "updated at"."""
+
+    finished_at = models.DateTimeField(default=timezone.now, db_index=True)
+    first_day = models.DateField()
+    last_day = models.DateField()
+    seconds = models.FloatField(default=0)
+
+    def __str__(self) -> str:
+        return f"{self.first_day}…{self.last_day} @ {self.finished_at:%Y-%m-%d %H:%M}"
+
+
+class BacklogSnapshot(models.Model):
+    """Open orders per stage and province at one moment, taken hourly by beat."""
+
+    taken_at = models.DateTimeField(_("taken at"))
+    stage = models.CharField(_("stage"), max_length=20)
+    province = models.CharField(_("province"), max_length=30, blank=True)
+    count = models.PositiveIntegerField(_("count"), default=0)
+
+    class Meta:
+        verbose_name = _("backlog snapshot")
+        verbose_name_plural = _("backlog snapshots")
+        constraints = [
+            models.UniqueConstraint(
+                fields=["taken_at", "stage", "province"], name="backlogsnapshot_one_per_key"
+            )
+        ]
+        indexes = [models.Index(fields=["taken_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.taken_at:%Y-%m-%d %H:%M} {self.stage} {self.province}: {self.count}"

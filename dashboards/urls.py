@@ -1,6 +1,7 @@
 from django.urls import path
 
 from dashboards import board_apis, board_views, imports_views, queue_views, simulation_views, views
+from dashboards.reports import views as report_views
 
 app_name = "dashboards"
 
@@ -24,6 +25,9 @@ urlpatterns = [
         simulation_views.simulation_status,
         name="simulation_status",
     ),
+    path("reports/", report_views.report_index, name="reports"),
+    path("reports/weekly/", report_views.report_weekly, name="report_weekly"),
+    path("reports/<slug:slug>/", report_views.report_page, name="report"),
     # The board's JSON API (beside the order API's /api/orders/…).
     path("api/board/", board_apis.BoardApi.as_view(), name="board_api"),
     path("api/board/counts/", board_apis.BoardCountsApi.as_view(), name="board_counts_api"),

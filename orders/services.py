@@ -557,6 +557,13 @@ def order_transition(*, order_id: int, to: str, actor: Actor, reason: str = "") 
     held = Stage(order.held_stage) if order.held_stage else None
     check_transition(current=current, target=target, roles=actor.roles, held_stage=held)
     now = timezone.now()
+    # What the reports need of the stage being left, read before it is overwritten: when it
+    # began, when it was due and whether it was left late (an SLA breach).
+    left = {
+        "entered_at": order.stage_entered_at.isoformat(),
+        "due_at": order.due_at.isoformat() if order.due_at else None,
+        "overdue": bool(order.due_at and now > order.due_at),
+    }
     if target == Stage.EXCEPTION:
         order.held_stage = current
     elif current == Stage.EXCEPTION:
@@ -575,7 +582,14 @@ def order_transition(*, order_id: int, to: str, actor: Actor, reason: str = "") 
     fields = ["stage", "held_stage", "stage_entered_at", "due_at", "sla_level", "sla_level_at", "updated_at"]
     order.save(update_fields=fields)
     _event(
-        order, actor, OrderEvent.Kind.TRANSITION, at=now, from_stage=current, to_stage=target, reason=reason
+        order,
+        actor,
+        OrderEvent.Kind.TRANSITION,
+        at=now,
+        from_stage=current,
+        to_stage=target,
+        reason=reason,
+        changes={"left": left},
     ).save()
     if current == Stage.QUARANTINED:
         risk_services.order_left_quarantine(order=order, actor=actor, now=now)

@@ -9,10 +9,11 @@ import pytest
 from django.contrib.auth.hashers import check_password
 from django.contrib.auth.models import User
 from django.core.management import call_command
-from django.db.models import Count
+from django.db.models import Count, Sum
 from django.utils import timezone, translation
 
 from agents.models import Agent, AgentSkill, Region, Skill, Team
+from dashboards.models import BacklogSnapshot, ReportOrderDay, ReportRun
 from dispatch.models import Assignment
 from orders.management.commands.load_demo import plan_orders
 from orders.models import Channel, Customer, ExceptionCase, Order, OrderEvent, TagSequence
@@ -57,10 +58,12 @@ def snapshot() -> dict:
 def test_load_demo_twice_loads_a_realistic_demo_once(db, client):
     first_output = load_demo()
     first = snapshot()
+    runs = ReportRun.objects.count()
 
     second_output = load_demo()
 
     assert snapshot() == first
+    assert ReportRun.objects.count() == runs == 1
     assert "already loaded" in second_output and "nothing changed" in second_output
     assert "Demo loaded" in first_output
     for output in (first_output, second_output):
@@ -149,6 +152,14 @@ def test_load_demo_twice_loads_a_realistic_demo_once(db, client):
     page = client.get("/")
     assert page.status_code == 200
     assert Order.objects.order_by("-received_at").first().tag in page.content.decode()
+
+    # The reports have figures at once: the demo's days rolled up, a backlog snapshot an hour.
+    days = ReportOrderDay.objects.values("day").annotate(exits=Sum("exits"), accepted=Sum("accepted"))
+    assert len(days) >= 3 and all(d["exits"] for d in days[1:]) and any(d["accepted"] for d in days)
+    hours = BacklogSnapshot.objects.values("taken_at").distinct().count()
+    assert 48 <= hours <= 74
+    sla = client.get("/reports/sla/")
+    assert sla.status_code == 200 and sla.context["tables"][0].rows
 
 
 def test_the_demo_plans_the_same_orders_whenever_it_runs():

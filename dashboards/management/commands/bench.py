@@ -2,7 +2,8 @@
 against a bare `bulk_create` of the same rows in the same run. `manage.py bench dispatch`
 (dashboards.benchmarks.dispatch): seed 000's burst, the matcher, and smart vs round robin.
 `manage.py bench risk` (dashboards.benchmarks.risk): screening cost per order on a year of
-history, ingest with screening against without, and the rule dry run.
+history, ingest with screening against without, and the rule dry run. `manage.py bench reports`
+(dashboards.benchmarks.reports): every report page on a year of orders, read from the rollups.
 
 It runs on PostgreSQL in a database of its own (`<name>_bench`, dropped and re-created each
 time, so real data is never touched), starts daphne on it as the Procfile does, and drives it
@@ -147,12 +148,16 @@ class Command(BaseCommand):
         "board (needs REDIS_URL too): the board page with 5,000 open orders (time, queries), and "
         "push latency from a committed stage change to a board socket on daphne, each beside a "
         "baseline, and the overdue scan over --history orders. "
+        "reports: every report page (7 days and a year) on --history orders over a year, read from "
+        "the rollups, beside a bare count(*) over the orders. "
         "Uses its own database <name>_bench, dropped and re-created on every run."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(
-            "what", choices=["ingest", "dispatch", "risk", "board"], help=_("What to measure.")
+            "what",
+            choices=["ingest", "dispatch", "risk", "board", "reports"],
+            help=_("What to measure."),
         )
         parser.add_argument("--json", action="store_true", help=_("Print one JSON object."))
         parser.add_argument("--runs", type=int, default=3, help=_("Runs; figures are medians."))
@@ -203,6 +208,9 @@ class Command(BaseCommand):
             return
         if options["what"] == "board":
             self._board(options)
+            return
+        if options["what"] == "reports":
+            self._reports(options)
             return
         if runs < 1 or batch_orders < BATCH_SIZE or single_orders < SINGLE_CLIENTS:
             raise CommandError(
@@ -358,6 +366,28 @@ class Command(BaseCommand):
             self.stdout.write(json.dumps(result, ensure_ascii=False))
         else:
             self.stdout.write(board.table(result))
+
+    def _reports(self, options: dict) -> None:
+        from dashboards.benchmarks import reports
+
+        runs, history = int(options["runs"]), int(options["history"])
+        if runs < 1 or history < 1_000:
+            raise CommandError(_("--runs must be at least 1, --history at least 1,000."))
+        db = connections["default"].settings_dict
+        if settings.EMBEDDED or db["ENGINE"] != "django.db.backends.postgresql":
+            raise CommandError(
+                _(
+                    "The reports benchmark runs on PostgreSQL: set DATABASE_URL (e.g. "
+                    "postgres://postgres@127.0.0.1:5432/paidan). It creates and uses its own "
+                    "database <name>_bench and never touches <name>."
+                )
+            )
+        bench_db = self._prepare_database(db)
+        result = reports.run(runs=runs, history=history, bench_db=bench_db, log=self._log)
+        if options["json"]:
+            self.stdout.write(json.dumps(result, ensure_ascii=False))
+        else:
+            self.stdout.write(reports.table(result))
 
     def _prepare_database(self, db: dict) -> str:
         """`<name>_bench`, dropped, re-created and migrated; this process now uses it."""

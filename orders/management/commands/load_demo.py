@@ -29,6 +29,8 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from agents.models import Agent, AgentSkill, Region, Skill, Team, UserContact
+from dashboards.reports.services import backlog_snapshot_take, reports_rollup
+from dispatch.models import DispatchPolicy
 from orders import normalize as norm
 from orders.actors import Actor, system_actor, user_actor
 from orders.exceptions import exception_raise
@@ -109,6 +111,27 @@ WAREHOUSES = [
         False,
     ),
     ("cd", "成都双流仓", "成都市", "30.5745", "103.9235", [], True),
+]
+
+# (name, kind, criteria, filters): the default smart criteria with proximity weighed 8 instead
+# of 2 (engineers drive less, load spreads less), and the classic round robin without filters.
+DRAFT_POLICIES = [
+    (
+        "草稿：就近优先",
+        "smart",
+        [
+            {"criterion": "urgency", "weight": 7},
+            {"criterion": "vip", "weight": 5},
+            {"criterion": "returning", "weight": 4},
+            {"criterion": "channel_team", "weight": 2},
+            {"criterion": "skill", "weight": 3},
+            {"criterion": "load", "weight": 2},
+            {"criterion": "proximity", "weight": 8},
+            {"criterion": "quality", "weight": 1},
+        ],
+        ["skill", "area"],
+    ),
+    ("草稿：轮询", "round_robin", [], []),
 ]
 
 TEAMS = [("presales", "售前咨询"), ("aftersales", "售后服务"), ("install", "安装维修"), ("warehouse", "仓储")]
@@ -350,6 +373,7 @@ class Command(BaseCommand):
             if missing:
                 run_plan(missing, now=now)
                 _dispatch_now()
+                _roll_up_reports(first=min(p.steps[0].at for p in missing))
         elapsed = time.monotonic() - started
         if not missing and not any(created.values()):
             self.stdout.write(
@@ -369,6 +393,7 @@ class Command(BaseCommand):
             "skills": _("skills"),
             "agents": _("agents"),
             "warehouses": _("warehouses"),
+            "draft_policies": _("draft dispatch policies"),
         }
         made = ", ".join(f"{n} {labels[what]}" for what, n in created.items() if n) or _("nothing new")
         self.stdout.write(self.style.SUCCESS(_("Demo loaded in %(seconds).1f s.") % {"seconds": elapsed}))
@@ -545,6 +570,13 @@ def _ensure_setup() -> dict[str, int]:
             first = index - index % 5
             agent.backup = agents[AGENTS[first + (index + 1) % 5][0]]
             agent.save(update_fields=["backup"])
+    # Drafts to try in the simulator before switching one on: none is active, so dispatch runs
+    # on the built-in default until an admin decides.
+    for name, kind, criteria, filters in DRAFT_POLICIES:
+        _policy, made = DispatchPolicy.objects.get_or_create(
+            name=name, defaults={"kind": kind, "criteria": criteria, "filters": filters, "is_active": False}
+        )
+        created["draft_policies"] += made
     return dict(created)
 
 
@@ -994,20 +1026,40 @@ def _missing(plan: list[PlannedOrder]) -> list[PlannedOrder]:
 
 
 def run_plan(plan: list[PlannedOrder], *, now: datetime) -> None:
-    """Play every step in time order on the virtual clock, through the real services."""
+    """Play every step in time order on the virtual clock, through the real services, and
+    take the hourly backlog snapshot at each top of the hour the clock passes, as the beat
+    would have: it counts the orders as they stood then."""
     actors = _actors()
     channels = {c.code: c for c in Channel.objects.filter(code__in=[c[0] for c in CHANNELS])}
     queue: list[tuple[datetime, int, int, PlannedOrder]] = []
     for seq, planned in enumerate(plan):
         heapq.heappush(queue, (planned.steps[0].at, seq, 0, planned))
+    next_hour = _next_hour(queue[0][0]) if queue else now
     while queue:
         at, seq, index, planned = heapq.heappop(queue)
+        while next_hour <= min(at, now):
+            backlog_snapshot_take(now=next_hour)
+            next_hour += timedelta(hours=1)
         step = planned.steps[index]
         with time_machine.travel(min(at, now), tick=False):
             _apply(step, planned, actors, channels)
         if index + 1 < len(planned.steps):
             nxt = planned.steps[index + 1]
             heapq.heappush(queue, (max(nxt.at, at), seq, index + 1, planned))
+    while next_hour <= now:
+        backlog_snapshot_take(now=next_hour)
+        next_hour += timedelta(hours=1)
+
+
+def _next_hour(at: datetime) -> datetime:
+    top = timezone.localtime(at).replace(minute=0, second=0, microsecond=0)
+    return top if top == at else top + timedelta(hours=1)
+
+
+def _roll_up_reports(*, first: datetime) -> None:
+    """Roll up the demo's days now, so the report pages have figures before the beat's first
+    refresh (which covers only today and yesterday)."""
+    reports_rollup(first=timezone.localdate(first), last=timezone.localdate())
 
 
 def _dispatch_now() -> None:
