@@ -47,6 +47,7 @@ def _in_english():
     with translation.override("en"):
         yield
 
+
 DEFAULT = Behaviour()
 WORK = [30, 40, 50, 60, 70, 30, 40, 300]  # minutes, the accepted repair jobs; median 45
 

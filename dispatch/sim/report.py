@@ -141,8 +141,8 @@ function draw(id, title, key, kind) {{
   chart.setOption({{
     title: {{ text: title, left: 0, textStyle: {{ fontSize: 14 }} }},
     tooltip: {{ trigger: "axis" }},
-    legend: {{ top: 26, left: 0 }},
-    grid: {{ top: 60, left: 50, right: 20, bottom: 30 }},
+    legend: {{ top: 34, left: 0 }},
+    grid: {{ top: 76, left: 50, right: 20, bottom: 30 }},
     xAxis: {{ type: "category", data: data.hours.map(h => h + ":00") }},
     yAxis: {{ type: "value" }},
     series: data.runs.map(run => ({{ name: run.name, type: kind, data: run[key], connectNulls: true }})),

@@ -4,6 +4,7 @@ against a bare `bulk_create` of the same rows in the same run. `manage.py bench 
 `manage.py bench risk` (dashboards.benchmarks.risk): screening cost per order on a year of
 history, ingest with screening against without, and the rule dry run. `manage.py bench reports`
 (dashboards.benchmarks.reports): every report page on a year of orders, read from the rollups.
+`manage.py bench sim` (dashboards.benchmarks.sim): the simulator on a Double 11 day, no database.
 
 It runs on PostgreSQL in a database of its own (`<name>_bench`, dropped and re-created each
 time, so real data is never touched), starts daphne on it as the Procfile does, and drives it
@@ -150,13 +151,16 @@ class Command(BaseCommand):
         "baseline, and the overdue scan over --history orders. "
         "reports: every report page (7 days and a year) on --history orders over a year, read from "
         "the rollups, beside a bare count(*) over the orders. "
+        "sim: the double11 day simulated under smart, round robin and round robin with filters "
+        "(one seed per run), beside the engine's share and a bare event-heap replay, and the "
+        "Erlang C check; it uses no database. "
         "Uses its own database <name>_bench, dropped and re-created on every run."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(
             "what",
-            choices=["ingest", "dispatch", "risk", "board", "reports"],
+            choices=["ingest", "dispatch", "risk", "board", "reports", "sim"],
             help=_("What to measure."),
         )
         parser.add_argument("--json", action="store_true", help=_("Print one JSON object."))
@@ -211,6 +215,9 @@ class Command(BaseCommand):
             return
         if options["what"] == "reports":
             self._reports(options)
+            return
+        if options["what"] == "sim":
+            self._sim(options)
             return
         if runs < 1 or batch_orders < BATCH_SIZE or single_orders < SINGLE_CLIENTS:
             raise CommandError(
@@ -388,6 +395,14 @@ class Command(BaseCommand):
             self.stdout.write(json.dumps(result, ensure_ascii=False))
         else:
             self.stdout.write(reports.table(result))
+
+    def _sim(self, options: dict) -> None:
+        from dashboards.benchmarks import sim
+
+        if int(options["runs"]) < 1:
+            raise CommandError(_("--runs must be at least 1."))
+        result = sim.run(runs=int(options["runs"]), log=self._log)
+        self.stdout.write(json.dumps(result, ensure_ascii=False) if options["json"] else sim.table(result))
 
     def _prepare_database(self, db: dict) -> str:
         """`<name>_bench`, dropped, re-created and migrated; this process now uses it."""
