@@ -280,6 +280,8 @@ class PoolEntry(models.Model):
                 fields=["-urgent", "ready_at", "id"], name="poolentry_waiting", condition=Q(state="waiting")
             ),
             models.Index(fields=["state", "region"]),
+            # Reads of a range of days: the report rollups and the simulator's recorded days.
+            models.Index(fields=["ready_at"], name="poolentry_ready_at"),
         ]
 
     def __str__(self) -> str:
