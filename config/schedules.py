@@ -55,6 +55,13 @@ BEAT_SCHEDULE: dict[str, dict] = {
         "schedule": 60.0,
         "options": {"expires": 60.0},
     },
+    "recover-simulations": {
+        # A simulation whose worker died stays "running" and a lost task leaves one queued:
+        # this sends them again (a run is tried three times at most).
+        "task": "dispatch.tasks.recover_simulations_task",
+        "schedule": 300.0,
+        "options": {"expires": 300.0},
+    },
     "refresh-report-rollups": {
         # The report pages read daily rollups; today's and yesterday's are rewritten often.
         "task": "dashboards.tasks.refresh_report_rollups_task",

@@ -386,11 +386,16 @@ class SimulationRun(models.Model):
     created_at = models.DateTimeField(_("requested"), default=timezone.now)
     started_at = models.DateTimeField(_("started"), null=True, blank=True)
     finished_at = models.DateTimeField(_("finished"), null=True, blank=True)
+    # When a worker last showed it is alive on this run (start, each progress write), or when the
+    # run was last sent to the queue: the recovery sweep finds stuck runs by it.
+    heartbeat_at = models.DateTimeField(_("last sign of life"), null=True, blank=True)
+    attempts = models.PositiveSmallIntegerField(_("attempts"), default=0)
 
     class Meta:
         verbose_name = _("simulation run")
         verbose_name_plural = _("simulation runs")
         ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["status", "heartbeat_at"], name="simulationrun_liveness")]
         constraints = [
             models.CheckConstraint(
                 condition=Q(end_date__gt=models.F("start_date")), name="simulationrun_range_forward"

@@ -41,3 +41,11 @@ def run_simulation_task(run_id: int) -> str | None:
 
     run = simulation_execute(run_id=run_id)
     return run.status if run is not None else None
+
+
+@shared_task(ignore_result=True)
+def recover_simulations_task() -> dict:
+    """The beat's repair of simulation runs whose worker died or whose task was lost."""
+    from dispatch.sim.services import simulations_recover
+
+    return simulations_recover()

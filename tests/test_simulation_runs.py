@@ -23,7 +23,13 @@ from dispatch.sim import history
 from dispatch.sim.history import live_policy_set, policy_set_with_draft, scenario_from_history
 from dispatch.sim.model import Behaviour
 from dispatch.sim.selectors import last_seven_days
-from dispatch.sim.services import SimulationRefused, _ProgressWriter, simulation_execute, simulation_request
+from dispatch.sim.services import (
+    SimulationRefused,
+    _ProgressWriter,
+    simulation_execute,
+    simulation_request,
+    simulations_recover,
+)
 from orders.sla import due_at_for
 from orders.sla_policies import sla_book
 from tests.factories import PASSWORD, AgentFactory, ChannelFactory, OrderFactory, RegionFactory, UserFactory
@@ -510,6 +516,61 @@ def test_only_a_queued_run_is_executed(week, draft):
     assert simulation_execute(run_id=run.pk) is None
     run.refresh_from_db()
     assert (run.status, run.result) == ("done", {"runs": []})
+
+
+def test_a_run_whose_worker_died_is_sent_again_and_then_finishes(
+    week, draft, django_capture_on_commit_callbacks
+):
+    # given a run a worker started and then went silent for eleven minutes (the process died)
+    run = queued(draft, week.monday)
+    simulation_execute_started(run, minutes_ago=11)
+    # when the beat's repair runs
+    with django_capture_on_commit_callbacks(execute=False) as sent:
+        counts = simulations_recover()
+    # then it is queued again and sent, and the sent task runs it to the end
+    run.refresh_from_db()
+    assert counts == {"requeued": 1, "resent": 0, "failed": 0}
+    assert (run.status, run.progress) == ("queued", 0.0) and len(sent) == 1
+    simulation_execute(run_id=run.pk)
+    run.refresh_from_db()
+    assert (run.status, run.attempts) == ("done", 2)
+
+
+def test_a_run_that_keeps_killing_its_worker_fails_after_three_attempts(draft):
+    run = queued(draft, date(2026, 11, 16))
+    simulation_execute_started(run, minutes_ago=30, attempts=3)
+
+    counts = simulations_recover()
+
+    run.refresh_from_db()
+    assert counts == {"requeued": 0, "resent": 0, "failed": 1}
+    assert run.status == "failed" and run.finished_at is not None
+    assert run.error == "The worker running this simulation stopped 3 times; it was not tried again."
+
+
+def test_a_queued_run_whose_task_was_lost_is_sent_again_and_a_live_one_is_left_alone(
+    draft, django_capture_on_commit_callbacks
+):
+    # given a run queued three minutes ago that no worker picked up, and one running right now
+    lost = queued(draft, date(2026, 11, 16))
+    SimulationRun.objects.filter(pk=lost.pk).update(heartbeat_at=timezone.now() - timedelta(minutes=3))
+    alive = queued(draft, date(2026, 11, 9))
+    simulation_execute_started(alive, minutes_ago=1)
+    # when the repair runs
+    with django_capture_on_commit_callbacks(execute=False) as sent:
+        counts = simulations_recover()
+    # then only the lost one is sent again
+    assert counts == {"requeued": 0, "resent": 1, "failed": 0} and len(sent) == 1
+    alive.refresh_from_db()
+    assert alive.status == "running"
+
+
+def simulation_execute_started(run: SimulationRun, *, minutes_ago: float, attempts: int = 1) -> None:
+    """The state a worker leaves a run in when it starts and later stops writing progress."""
+    beat = timezone.now() - timedelta(minutes=minutes_ago)
+    SimulationRun.objects.filter(pk=run.pk).update(
+        status="running", started_at=beat, heartbeat_at=beat, progress=0.4, attempts=attempts
+    )
 
 
 def test_progress_is_written_at_most_once_a_second(draft):

@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from datetime import date, datetime, timedelta
 
 from django.db import transaction
+from django.db.models import F, Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -21,6 +22,11 @@ logger = logging.getLogger(__name__)
 MAX_DAYS = 31
 PROGRESS_EVERY_SECONDS = 1.0  # progress is called very often: write at most this often …
 PROGRESS_MIN_STEP = 0.01  # … and only when it moved at least this much
+# A running run writes progress at least every few seconds; ten minutes of silence is a dead
+# worker. A queued run is picked up in seconds; two minutes without a start is a lost task.
+STALE_AFTER = timedelta(minutes=10)
+LOST_AFTER = timedelta(minutes=2)
+MAX_ATTEMPTS = 3
 
 
 class SimulationRefused(DispatchError):
@@ -60,6 +66,7 @@ def simulation_request(
         start_date=start,
         end_date=end,
         seed=seed,
+        heartbeat_at=timezone.now(),
     )
     transaction.on_commit(lambda: _enqueue(run.pk))
     return run
@@ -77,7 +84,12 @@ def simulation_execute(*, run_id: int) -> SimulationRun | None:
     alone, so a task delivered twice runs it once. Returns the run, or None when left alone."""
     now = timezone.now()
     started = SimulationRun.objects.filter(pk=run_id, status=SimulationRun.Status.QUEUED).update(
-        status=SimulationRun.Status.RUNNING, started_at=now, progress=0.0, error=""
+        status=SimulationRun.Status.RUNNING,
+        started_at=now,
+        heartbeat_at=now,
+        progress=0.0,
+        error="",
+        attempts=F("attempts") + 1,
     )
     if not started:
         logger.info("simulation %s is not queued; left alone", run_id)
@@ -97,6 +109,42 @@ def simulation_execute(*, run_id: int) -> SimulationRun | None:
         )
     run.refresh_from_db()
     return run
+
+
+@transaction.atomic
+def simulations_recover(*, now: datetime | None = None) -> dict[str, int]:
+    """The beat's repair, as the database is the truth and a task may be lost: a running run
+    whose worker gave no sign of life for `STALE_AFTER` (the process died; a redelivered task
+    finds it running and leaves it) goes back to the queue, or fails once it was tried
+    `MAX_ATTEMPTS` times; a queued run whose task never started within `LOST_AFTER` (the
+    broker lost it, or was down when it was sent) is sent again. Sending twice is harmless:
+    only a queued run starts."""
+    now = now or timezone.now()
+    silent = Q(heartbeat_at__isnull=True)  # runs from before liveness was recorded
+    stale = SimulationRun.objects.select_for_update(skip_locked=True).filter(
+        silent | Q(heartbeat_at__lt=now - STALE_AFTER), status=SimulationRun.Status.RUNNING
+    )
+    stuck = list(stale.values_list("pk", "attempts"))
+    given_up = [pk for pk, attempts in stuck if attempts >= MAX_ATTEMPTS]
+    SimulationRun.objects.filter(pk__in=given_up).update(
+        status=SimulationRun.Status.FAILED,
+        error=_("The worker running this simulation stopped %(n)d times; it was not tried again.")
+        % {"n": MAX_ATTEMPTS},
+        finished_at=now,
+    )
+    requeued = [pk for pk, attempts in stuck if attempts < MAX_ATTEMPTS]
+    SimulationRun.objects.filter(pk__in=requeued).update(status=SimulationRun.Status.QUEUED, progress=0.0)
+    lost = list(
+        SimulationRun.objects.select_for_update(skip_locked=True)
+        .filter(silent | Q(heartbeat_at__lt=now - LOST_AFTER), status=SimulationRun.Status.QUEUED)
+        .exclude(pk__in=requeued)
+        .values_list("pk", flat=True)
+    )
+    resend = sorted(set(requeued) | set(lost))
+    SimulationRun.objects.filter(pk__in=resend).update(heartbeat_at=now)
+    for run_id in resend:
+        transaction.on_commit(lambda run_id=run_id: _enqueue(run_id))
+    return {"requeued": len(requeued), "resent": len(lost), "failed": len(given_up)}
 
 
 def _compare(run: SimulationRun) -> dict:
@@ -124,7 +172,7 @@ class _ProgressWriter:
         if now - self.at < PROGRESS_EVERY_SECONDS or share - self.written < PROGRESS_MIN_STEP:
             return
         SimulationRun.objects.filter(pk=self.run_id, status=SimulationRun.Status.RUNNING).update(
-            progress=round(share, 4)
+            progress=round(share, 4), heartbeat_at=timezone.now()
         )
         self.written, self.at = share, now
 
