@@ -46,10 +46,6 @@ class ResolvedPolicy:
     row: DispatchPolicy
     spec: PolicySpec
 
-    @property
-    def scoped(self) -> ScopedPolicy:
-        return scoped_policy(self.row, self.spec)
-
 
 def scoped_policy(policy: DispatchPolicy, spec: PolicySpec) -> ScopedPolicy:
     """The engine's view of a policy row: its spec, its scope and its escalation limits."""
@@ -94,10 +90,11 @@ class PolicyBook:
             for row in rows
         ]
         self.default = ResolvedPolicy(DEFAULT_POLICY, policy_spec(DEFAULT_POLICY))
-        self._scoped = [r.scoped for r in self._rows]
-        self._default_scoped = self.default.scoped
+        # What the engine decides with (also the simulator's live policy set).
+        self.scoped_policies = tuple(scoped_policy(r.row, r.spec) for r in self._rows)
+        self.default_scoped = scoped_policy(self.default.row, self.default.spec)
         # The engine answers with one of the scoped policies it was given: map it back to its row.
-        self._by_scoped = {id(s): r for s, r in zip(self._scoped, self._rows, strict=True)}
+        self._by_scoped = {id(s): r for s, r in zip(self.scoped_policies, self._rows, strict=True)}
         # Review tasks have no address: the desk team is matched on skill alone by default.
         self._review_default = ResolvedPolicy(REVIEW_POLICY, policy_spec(REVIEW_POLICY))
         self._skill_forced: dict[int | None, ResolvedPolicy] = {}
@@ -106,8 +103,8 @@ class PolicyBook:
         if entry.kind == PoolEntry.Kind.REVIEW:
             return self._for_review(entry)
         chosen = resolve_policy(
-            self._scoped,
-            self._default_scoped,
+            self.scoped_policies,
+            self.default_scoped,
             channel_id=entry.channel_id,
             category=entry.category,
             region_id=entry.region_id,

@@ -100,5 +100,7 @@ def test_a_recorded_range_needs_both_ends_and_some_orders():
         simulate("--from", "2026-11-23")
     with pytest.raises(CommandError, match="--to goes with --from"):
         simulate("--to", "2026-11-23")
+    with pytest.raises(CommandError, match="'23/11/2026' is not a date"):
+        simulate("--from", "23/11/2026", "--to", "2026-11-30")
     with pytest.raises(CommandError):  # an empty database has no orders to replay
         simulate("--from", "2026-11-23", "--to", "2026-11-30", "--no-progress")

@@ -42,7 +42,7 @@ from django.utils.translation import gettext as _
 
 from agents.models import Agent, AgentSkill
 from dispatch.models import Assignment, DispatchPolicy, PoolEntry
-from dispatch.selectors import DEFAULT_POLICY, policy_spec, scoped_policy
+from dispatch.selectors import PolicyBook, policy_spec, scoped_policy
 from dispatch.sim.model import Behaviour, PolicySet, Scenario, SimAgent, SimOrder
 from orders.sla import due_at_for
 from orders.sla_policies import sla_book
@@ -325,39 +325,27 @@ def shifts_from_activity(
 
 
 # --- Policy sets ---------------------------------------------------------------------------
-def _scoped_rows(rows: Iterable[DispatchPolicy]):
-    return tuple(
-        scoped_policy(row, policy_spec(row, {s.agent_id: float(s.share) for s in row.shares.all()}))
-        for row in rows
-    )
-
-
-def _default_scoped():
-    return scoped_policy(DEFAULT_POLICY, policy_spec(DEFAULT_POLICY))
-
-
-def _scope(row: DispatchPolicy) -> tuple:
-    return (row.channel_id, row.service_type or "", row.region_id)
+def _scope(policy) -> tuple:
+    """What a policy is for (a row or the engine's view of one): channel, service type, region."""
+    return (policy.channel_id, policy.service_type or "", policy.region_id)
 
 
 def live_policy_set() -> PolicySet:
-    """The active policies as `dispatch.selectors.PolicyBook` sees them, with the built-in
-    default for the orders none of them covers."""
-    rows = DispatchPolicy.objects.filter(is_active=True).prefetch_related("shares").order_by("name")
-    return PolicySet(name=LIVE_SET_NAME, policies=_scoped_rows(rows), default=_default_scoped())
+    """The active policies exactly as `dispatch.selectors.PolicyBook` gives them to the engine,
+    with the built-in default for the orders none of them covers."""
+    book = PolicyBook()
+    return PolicySet(name=LIVE_SET_NAME, policies=book.scoped_policies, default=book.default_scoped)
 
 
 def policy_set_with_draft(policy: DispatchPolicy) -> PolicySet:
     """The live set with `policy` switched on: it replaces every active policy of exactly its
     scope (channel, service type, region), or is added when none has it."""
-    rows = [
-        row
-        for row in DispatchPolicy.objects.filter(is_active=True).prefetch_related("shares").order_by("name")
-        if row.pk != policy.pk and _scope(row) != _scope(policy)
-    ]
+    book = PolicyBook()
+    kept = tuple(p for p in book.scoped_policies if p.name != policy.name and _scope(p) != _scope(policy))
     draft = DispatchPolicy.objects.prefetch_related("shares").get(pk=policy.pk)
+    shares = {s.agent_id: float(s.share) for s in draft.shares.all()}
     return PolicySet(
         name=f"draft: {policy.name}",
-        policies=(*_scoped_rows(rows), *_scoped_rows([draft])),
-        default=_default_scoped(),
+        policies=(*kept, scoped_policy(draft, policy_spec(draft, shares))),
+        default=book.default_scoped,
     )

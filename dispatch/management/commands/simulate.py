@@ -14,6 +14,7 @@ policy switched on).
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from datetime import date
@@ -162,4 +163,5 @@ def _date(value: str) -> date:
     try:
         return date.fromisoformat(value)
     except ValueError as exc:
-        raise ValueError(f"{value!r} is not a date (YYYY-MM-DD)") from exc
+        # argparse shows an ArgumentTypeError's own words (a ValueError only as "invalid value").
+        raise argparse.ArgumentTypeError(f"{value!r} is not a date (YYYY-MM-DD)") from exc
