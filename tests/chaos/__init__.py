@@ -1,0 +1,1 @@
+"""Fault tests: real processes and services broken on purpose (docs/reliability.md)."""
