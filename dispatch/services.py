@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Count, F
+from django.db.models import Count, F, Q
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import gettext as _
@@ -23,14 +23,16 @@ from dispatch import selectors
 from dispatch.engine.intent import detect_skills, skill_text
 from dispatch.engine.rounds import (
     REVIEW_SKILL,
+    ROUND_PAGES,
     TICK_LIMIT,
     RoundGroup,
+    has_free_slot,
     needs_supervisor,
     offer_windows,
     plan_round,
     rounds_exhausted,
 )
-from dispatch.engine.types import AgentStatus, Offer, Waiting, WaitReason
+from dispatch.engine.types import AgentSnap, AgentStatus, Offer, Waiting, WaitReason
 from dispatch.models import LIVE_STATES, WAIT_REASON_LABELS, Assignment, Inquiry, PoolEntry
 from orders.actors import Actor, system_actor, user_actor
 from orders.models import Channel, Customer, Order, OrderEvent
@@ -156,19 +158,52 @@ def dispatch_tick(*, now: datetime | None = None, limit: int = TICK_LIMIT) -> Ti
 
 @transaction.atomic
 def _match_round(*, now: datetime, limit: int, report: TickReport) -> None:
-    entries = list(
-        PoolEntry.objects.filter(state=PoolEntry.State.WAITING)
-        .select_related("order", "review__order")
+    """Claim a page of waiting entries (most urgent, then oldest) and match it; while pages come
+    back whole and some agent still has a free slot, go on to the next page (ROUND_PAGES)."""
+    policies = selectors.PolicyBook()
+    after: PoolEntry | None = None
+    for _page in range(ROUND_PAGES):
+        entries = _claim_page(limit=limit, after=after)
+        report.claimed += len(entries)
+        if not entries:
+            if after is None:
+                report.busy = PoolEntry.objects.filter(state=PoolEntry.State.WAITING).exists()
+            return
+        # Read again for every page: the offers of the one before count against capacity.
+        agents = selectors.agent_snapshots(now=now)
+        offers = _match_page(entries, agents=agents, policies=policies, now=now, report=report)
+        if len(entries) < limit or not has_free_slot(agents, offers):
+            return
+        after = entries[-1]
+
+
+def _claim_page(*, limit: int, after: PoolEntry | None) -> list[PoolEntry]:
+    queryset = PoolEntry.objects.filter(state=PoolEntry.State.WAITING)
+    if after is not None:
+        # Keyset on the claim order (-urgent, ready_at, id): strictly after the last entry.
+        same_urgency = Q(urgent=after.urgent) & (
+            Q(ready_at__gt=after.ready_at) | Q(ready_at=after.ready_at, id__gt=after.pk)
+        )
+        later = (same_urgency | Q(urgent=False)) if after.urgent else same_urgency
+        queryset = queryset.filter(later)
+    return list(
+        queryset.select_related("order", "review__order")
         .only(*_ENTRY_FIELDS, "order__tag", "review__order_id", "review__order__tag")
         .order_by("-urgent", "ready_at", "id")
         .select_for_update(skip_locked=True, of=("self",))[:limit]
     )
-    report.claimed = len(entries)
-    if not entries:
-        report.busy = PoolEntry.objects.filter(state=PoolEntry.State.WAITING).exists()
-        return
-    agents = selectors.agent_snapshots(now=now)
-    policies = selectors.PolicyBook()
+
+
+def _match_page(
+    entries: list[PoolEntry],
+    *,
+    agents: list[AgentSnap],
+    policies: selectors.PolicyBook,
+    now: datetime,
+    report: TickReport,
+) -> list[Offer]:
+    """Match one page and write its outcome: offers, wait reasons, L2 escalations. Returns the
+    offers made."""
     tasks = {t.id: t for t in selectors.task_snapshots(entries, now=now)}
     by_id = {e.pk: e for e in entries}
 
@@ -186,8 +221,8 @@ def _match_round(*, now: datetime, limit: int, report: TickReport) -> None:
     priority = {e.pk: i for i, e in enumerate(entries)}  # claim order: urgent, then oldest
     offers.sort(key=lambda o: priority[o.task_id])
     _create_offers(offers, by_id=by_id, resolved=resolved, now=now)
-    report.offered = len(offers)
-    report.offers = offers
+    report.offered += len(offers)
+    report.offers += offers
 
     escalations = []
     for item in waiting:
@@ -202,8 +237,9 @@ def _match_round(*, now: datetime, limit: int, report: TickReport) -> None:
         else:
             report.waiting += 1
     _escalate_all(escalations, now=now)
-    report.escalated = len(escalations)
+    report.escalated += len(escalations)
     _save_waiting([by_id[w.task_id] for w in waiting], now=now)
+    return offers
 
 
 def _save_waiting(entries: list[PoolEntry], *, now: datetime) -> None:

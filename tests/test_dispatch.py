@@ -239,6 +239,43 @@ def test_cross_region_orders_go_to_agents_covering_the_region_or_within_radius(j
     assert live(order).agent == near
 
 
+def test_a_backlog_at_the_head_of_the_pool_never_keeps_a_free_agent_elsewhere_idle(jd):
+    # given four southern orders at the head of the pool (two of them urgent) whose one agent
+    # has a single slot, and a northern order behind them whose agent is free
+    south = RegionFactory(code="south", provinces=["广东省"])
+    north = RegionFactory(code="north", provinces=["北京市"])
+    southerner = AgentFactory(regions=[south], capacity=1)
+    northerner = AgentFactory(
+        regions=[north], latitude=BEIJING[0], longitude=BEIJING[1], service_radius_km=50
+    )
+    heads = [ingest(f"H{i}") for i in range(4)]  # 深圳
+    PoolEntry.objects.filter(order__in=heads[:2]).update(urgent=True)
+    behind = ingest("N1", address="北京市朝阳区建国路88号")
+
+    # when one round takes pages of two
+    report = services.dispatch_tick(limit=2)
+
+    # then it reads on past the southern backlog while the northerner is free: the fifth order
+    # in line is offered in the same round, and each page's orders got their own reasons
+    assert live(behind).agent == northerner
+    assert report.claimed == 5 and report.offered == 2
+    # the southerner's one slot went to an urgent order of the first page
+    assert Assignment.objects.get(agent=southerner).order in heads[:2]
+    waiting = PoolEntry.objects.filter(order__in=heads, state="waiting")
+    assert waiting.count() == 3 and {e.wait_reason for e in waiting} <= {"all_at_capacity", "outranked"}
+
+
+def test_a_round_stops_paging_once_nobody_has_a_free_slot(jd):
+    AgentFactory(capacity=1)
+    orders = [ingest(f"P{i}") for i in range(5)]
+
+    report = services.dispatch_tick(limit=2)
+
+    # the first page filled the only slot: the rest of the pool is not read in this round
+    assert report.claimed == 2 and report.offered == 1
+    assert PoolEntry.objects.get(order=orders[4]).wait_reason == "queued"
+
+
 def test_a_returning_customer_gets_the_agent_who_served_them_last(jd):
     agents = [AgentFactory() for _ in range(4)]
     first = ingest("A11a")

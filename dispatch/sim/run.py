@@ -31,9 +31,11 @@ import numpy as np
 
 from dispatch.engine.geo import haversine_km
 from dispatch.engine.rounds import (
+    ROUND_PAGES,
     TICK_LIMIT,
     RoundGroup,
     ScopedPolicy,
+    has_free_slot,
     needs_supervisor,
     offer_windows,
     plan_round,
@@ -532,14 +534,15 @@ class Simulation:
             return
         self.counters.rounds += 1
         free = any(a.online and a.live < a.spec.capacity for a in self.agents)
-        claimed = sorted(
+        ordered = sorted(
             self.pool.values(),
             key=lambda t: (
                 not (t.order.expedited or t.order.repeat_repair),
                 t.order.ready_seconds,
                 t.order.id,
             ),
-        )[: self.tick_limit]
+        )
+        claimed = ordered[: self.tick_limit]
         if not free and not self.roster_changed:
             claimed = [t for t in claimed if t.reason is None]  # nobody can be offered anything
             if not claimed:
@@ -547,6 +550,18 @@ class Simulation:
         else:
             self.counters.full_rounds += 1
         self.roster_changed = False
+        # Pages as the live round takes them (dispatch.services._match_round): the next one
+        # while a page came back whole and someone still has a free slot.
+        for page in range(ROUND_PAGES):
+            if page:
+                claimed = ordered[page * self.tick_limit : (page + 1) * self.tick_limit]
+                if not claimed:
+                    return
+            snaps, offers = self._round_page(claimed)
+            if len(claimed) < self.tick_limit or not has_free_slot(snaps, offers):
+                return
+
+    def _round_page(self, claimed: list[_Task]) -> tuple[list[AgentSnap], list[Offer]]:
         now_epoch = self.epoch + self.now
         snaps = [self._agent_snap(a) for a in self.agents]
         groups: dict[int, RoundGroup] = {}
@@ -563,6 +578,7 @@ class Simulation:
             self._make_offer(by_id[offer.task_id], offer, window)
         for item in planned.waiting:
             self._waits(by_id[item.task_id], item)
+        return snaps, offers
 
     def _make_offer(self, task: _Task, offer: Offer, window: int) -> None:
         agent = self.agent_by_id[offer.agent_id]
