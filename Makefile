@@ -11,7 +11,7 @@ NODE_STAMP := node_modules/.installed
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/paidan
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/15
 
-.PHONY: run run-prod test lint migrate demo schedules bench messages browser clean
+.PHONY: run run-prod test chaos lint migrate demo schedules bench messages browser clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -60,6 +60,11 @@ test: $(STAMP) $(NODE_STAMP) browser messages lint
 	DATABASE_URL=$${DATABASE_URL:-$(TEST_DATABASE_URL)} REDIS_URL=$${REDIS_URL:-$(TEST_REDIS_URL)} \
 	  DJANGO_SECRET_KEY=test-only-secret CELERY_TASK_ALWAYS_EAGER=1 SECURE_COOKIES=0 \
 	  $(PY) -m pytest $(PYTEST_ARGS)
+
+# Only the fault tests (tests/chaos/, also part of `make test`): a worker killed mid-tick, Redis
+# stopped, PostgreSQL restarted, two beats, a 10,000-order burst. docs/reliability.md.
+chaos:
+	$(MAKE) test PYTEST_ARGS="-m chaos tests/chaos $(PYTEST_ARGS)"
 
 bench: $(STAMP)
 	$(PY) manage.py bench ingest

@@ -55,6 +55,8 @@ MIDDLEWARE = [
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.locale.LocaleMiddleware",
+    # A request the database failed under: 503 with Retry-After, in the request's language.
+    "config.middleware.DatabaseUnavailableMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
@@ -90,11 +92,25 @@ if DATABASE_URL:
     _db = dj_database_url.parse(DATABASE_URL, conn_max_age=0)
     if _db["ENGINE"] == "django.db.backends.postgresql":
         # Without a pool daphne opens a new connection per request (NOTES.md: 51 vs 116 req/s).
+        # Pooled connections die with a database restart; this backend checks each before use
+        # and replaces all the dead ones at once (config/postgresql/base.py says why not
+        # CONN_HEALTH_CHECKS). Unchecked, the next requests and tasks each fail on one.
+        _db["ENGINE"] = "config.postgresql"
         _db.setdefault("OPTIONS", {})["pool"] = {
             "min_size": env_int("DB_POOL_MIN", 2),
             "max_size": env_int("DB_POOL_MAX", 20),
             "timeout": env_int("DB_POOL_TIMEOUT", 10),
         }
+        # A worker killed mid-tick leaves its session holding the pool entries it claimed FOR
+        # UPDATE. Blocked on a lock, a backend notices its dead client only once the lock is
+        # granted, and every sweep skips those orders until then. Polling the socket while a
+        # query runs ends such a session within DB_CLIENT_CHECK_MS (test_worker_kill.py);
+        # keepalives make a vanished host's socket count as closed after ~25 s. 0 leaves them
+        # out, for a pooler or a managed server that refuses startup options.
+        if _check_ms := env_int("DB_CLIENT_CHECK_MS", 5000):
+            _checks = f"-c client_connection_check_interval={_check_ms} -c tcp_keepalives_idle=10"
+            _checks += " -c tcp_keepalives_interval=5 -c tcp_keepalives_count=3"
+            _db["OPTIONS"]["options"] = f"{_db['OPTIONS'].get('options', '')} {_checks}".strip()
     DATABASES = {"default": _db}
 else:
     DATABASES = {
@@ -116,13 +132,19 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # --- Redis: Celery broker and channel layer --------------------------------------------
 REDIS_URL = env_str("REDIS_URL")
 if REDIS_URL:
+    from redis.asyncio.retry import Retry  # channels-redis's client is redis.asyncio's
+    from redis.backoff import NoBackoff
+
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
             "CONFIG": {
                 # redis-py 8 defaults socket_timeout to 5 s, the same as channels-redis's
                 # blocking pop: idle websockets die with TimeoutError (channels_redis #422).
-                "hosts": [{"address": REDIS_URL, "socket_timeout": None}],
+                # One immediate retry on a fresh connection: after Redis restarts, the pooled
+                # connections are dead and, without it, the first board socket to connect
+                # again and the first pushes failed on them (tests/chaos/test_redis_down.py).
+                "hosts": [{"address": REDIS_URL, "socket_timeout": None, "retry": Retry(NoBackoff(), 1)}],
                 # Past capacity channels-redis drops group messages silently (default 100);
                 # it bounds each daphne process's inbox. Publishers coalesce ids (one message
                 # per group per send batch) and daphne drains ~350 messages/s: a burst of
@@ -163,7 +185,24 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_IGNORE_RESULT = True
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
+# Enqueueing happens after commit inside requests, and a task that cannot be sent is redone by
+# a sweep (the database is the truth), so with the broker gone an enqueue must fail fast, not
+# hold the request: Celery's default policy retries three times 0.2 s apart (every request
+# took ~0.65 s with Redis stopped), and without socket timeouts a hung Redis (SIGSTOP, lost
+# packets) held it for good. One immediate retry still rides out a dropped connection. Now,
+# Redis stopped: requests take 0.03 s as when it is up (tests/chaos/test_redis_down.py);
+# Redis frozen: an enqueue gives up after 2 s (two tries of 1 s).
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": 3600,
+    "socket_connect_timeout": 1,
+    "socket_timeout": 1,
+}
+CELERY_TASK_PUBLISH_RETRY_POLICY = {
+    "max_retries": 1,
+    "interval_start": 0,
+    "interval_step": 0,
+    "interval_max": 0,
+}
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # The same zone as TIME_ZONE: beat re-syncs crontabs in this zone at start-up, and
 # install_schedules writes them in TIME_ZONE; two zones would flip the daily run's hour.

@@ -267,12 +267,28 @@ class _BoardSender:
                     pending[kind] = list(dict.fromkeys(pending[kind]))
             try:
                 try:
+                    _own_connection()
                     sends = _route(pending)
                 finally:
                     connections.close_all()
                 loop.run_until_complete(_send_all(get_channel_layer(), sends))
             except Exception:  # Redis down: the rows are stored; pages catch up on reconnect.
                 logger.warning("live push failed (%s)", ", ".join(pending), exc_info=True)
+
+
+def _own_connection() -> None:
+    """Give the sender thread a database connection of its own, outside the process's pool,
+    from the settings as they are now (`bench` repoints them at its database). Celery's
+    prefork worker closes the pool at the end of every task (celery #10554), just when a
+    round's commit has woken the sender: routing then failed with "pool has already been
+    opened/closed" and regional boards never heard of the worker's offers
+    (tests/chaos/test_burst.py)."""
+    from django.db import DEFAULT_DB_ALIAS, connections
+    from django.db.utils import load_backend
+
+    configured = connections.settings[DEFAULT_DB_ALIAS]
+    own = {**configured, "OPTIONS": {k: v for k, v in configured.get("OPTIONS", {}).items() if k != "pool"}}
+    connections[DEFAULT_DB_ALIAS] = load_backend(own["ENGINE"]).DatabaseWrapper(own, DEFAULT_DB_ALIAS)
 
 
 _sender_lock = threading.Lock()

@@ -227,7 +227,7 @@ class Command(BaseCommand):
                 % {"batch": BATCH_SIZE, "single": SINGLE_CLIENTS}
             )
         db = connections["default"].settings_dict
-        if settings.EMBEDDED or db["ENGINE"] != "django.db.backends.postgresql":
+        if settings.EMBEDDED or connections["default"].vendor != "postgresql":
             raise CommandError(
                 _(
                     "The ingest benchmark runs on PostgreSQL: set DATABASE_URL (e.g. "
@@ -299,7 +299,7 @@ class Command(BaseCommand):
         if runs < 1:
             raise CommandError(_("--runs must be at least 1."))
         db = connections["default"].settings_dict
-        if settings.EMBEDDED or db["ENGINE"] != "django.db.backends.postgresql" or not settings.REDIS_URL:
+        if settings.EMBEDDED or connections["default"].vendor != "postgresql" or not settings.REDIS_URL:
             raise CommandError(
                 _(
                     "The dispatch benchmark runs on PostgreSQL and Redis: set DATABASE_URL (e.g. "
@@ -326,7 +326,7 @@ class Command(BaseCommand):
                 _("--runs, --samples and --ingest-orders must be at least 1, --history at least 2,000.")
             )
         db = connections["default"].settings_dict
-        if settings.EMBEDDED or db["ENGINE"] != "django.db.backends.postgresql":
+        if settings.EMBEDDED or connections["default"].vendor != "postgresql":
             raise CommandError(
                 _(
                     "The risk benchmark runs on PostgreSQL: set DATABASE_URL (e.g. "
@@ -356,7 +356,7 @@ class Command(BaseCommand):
                 )
             )
         db = connections["default"].settings_dict
-        if settings.EMBEDDED or db["ENGINE"] != "django.db.backends.postgresql" or not settings.REDIS_URL:
+        if settings.EMBEDDED or connections["default"].vendor != "postgresql" or not settings.REDIS_URL:
             raise CommandError(
                 _(
                     "The board benchmark runs on PostgreSQL and Redis: set DATABASE_URL (e.g. "
@@ -381,7 +381,7 @@ class Command(BaseCommand):
         if runs < 1 or history < 1_000:
             raise CommandError(_("--runs must be at least 1, --history at least 1,000."))
         db = connections["default"].settings_dict
-        if settings.EMBEDDED or db["ENGINE"] != "django.db.backends.postgresql":
+        if settings.EMBEDDED or connections["default"].vendor != "postgresql":
             raise CommandError(
                 _(
                     "The reports benchmark runs on PostgreSQL: set DATABASE_URL (e.g. "
