@@ -15,14 +15,18 @@ from config.env import env_bool, env_int, env_list, env_str
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 DEBUG = env_bool("DJANGO_DEBUG", default=False)
+EMBEDDED_SECRET_KEY = "paidan-embedded-insecure-key-change-me"  # noqa: S105 - published on purpose, refused below
 SECRET_KEY = env_str("DJANGO_SECRET_KEY") or (
     # Only the embedded default may run without a secret; production must set one.
-    "paidan-embedded-insecure-key-change-me" if not env_str("DATABASE_URL") else ""
+    EMBEDDED_SECRET_KEY if not env_str("DATABASE_URL") else ""
 )
-if not SECRET_KEY:
+if env_str("DATABASE_URL") and SECRET_KEY in ("", EMBEDDED_SECRET_KEY, "change-me-to-a-long-random-string"):
     from django.core.exceptions import ImproperlyConfigured
 
-    raise ImproperlyConfigured("DJANGO_SECRET_KEY must be set when DATABASE_URL is set")
+    # The published keys (this file's, .env.example's) would let anyone forge sessions.
+    raise ImproperlyConfigured(
+        "DJANGO_SECRET_KEY must be set to a long random value of your own when DATABASE_URL is set"
+    )
 
 ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", ["127.0.0.1", "localhost", "testserver"])
 CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS", [])
@@ -256,6 +260,17 @@ MEDIA_ROOT = Path(env_str("MEDIA_ROOT", str(BASE_DIR / "var" / "media")))
 
 # --- Webhooks ---------------------------------------------------------------------------
 WEBHOOK_TOLERANCE_SECONDS = env_int("WEBHOOK_TOLERANCE_SECONDS", 300)
+# Signed webhooks per channel (orders/throttles.py; empty: no limit). The seeds' biggest shop
+# takes ~98,000 orders on its peak day (~1/s on average, a few per second at the busiest hour);
+# one daphne ingests ~100/s (NOTES.md), so 100/s only stops a runaway or replaying sender.
+WEBHOOK_RATE = env_str("WEBHOOK_RATE", "100/s")
+
+# --- Failed sign-ins (dashboards/login_limits.py), per fixed window ---------------------
+# Five tries per username leave room for typos and cost a guesser 15 minutes per five; thirty
+# per address let an office behind one NAT mistype without locking everyone in it out.
+LOGIN_FAILURES_PER_USERNAME = env_int("LOGIN_FAILURES_PER_USERNAME", 5)
+LOGIN_FAILURES_PER_IP = env_int("LOGIN_FAILURES_PER_IP", 30)
+LOGIN_FAILURE_WINDOW_SECONDS = env_int("LOGIN_FAILURE_WINDOW_SECONDS", 15 * 60)
 
 # --- i18n, time -------------------------------------------------------------------------
 LANGUAGE_CODE = env_str("LANGUAGE_CODE", "zh-hans")
@@ -287,6 +302,11 @@ CSRF_COOKIE_SECURE = SECURE_COOKIES
 SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", default=False)
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0)
+# Only sent with SECURE_HSTS_SECONDS > 0. includeSubDomains covers hosts under this site's own
+# name (*.paidan.example.com), not its parent domain; preload only marks the header as eligible
+# (listing is a separate, manual submission). Off switches for deployments that need them.
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=True)
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", default=True)
 
 # Risk screening of every ingested order (riskcontrol). Off only for benchmarks' baselines.
 RISK_SCREENING = env_bool("RISK_SCREENING", default=True)

@@ -8,9 +8,14 @@ from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
 from dashboards.backends import describe_target
+from dashboards.login_limits import LimitedAdminAuthenticationForm
 from dashboards.models import Alert, Notification, NotificationTemplate
 from dashboards.notify import compile_template, notifications_resend, render
 from orders.admin import ReadOnlyAdmin
+from orders.admin_audit import audited_action
+
+# The admin's login counts failed attempts like the site's (dashboards/login_limits.py).
+admin.site.login_form = LimitedAdminAuthenticationForm
 
 
 @admin.register(Alert)
@@ -23,7 +28,7 @@ class AlertAdmin(admin.ModelAdmin):
     def has_add_permission(self, request) -> bool:
         return False
 
-    @admin.action(description="Acknowledge")
+    @audited_action(description=_("Acknowledge"))
     def acknowledge(self, request, queryset):
         queryset.filter(acknowledged_at__isnull=True).update(
             acknowledged_at=timezone.now(), acknowledged_by=request.user
@@ -142,7 +147,7 @@ class NotificationAdmin(ReadOnlyAdmin):
     def short_error(self, obj: Notification) -> str:
         return obj.last_error[:120]
 
-    @admin.action(description=_("Send again (given-up ones; attempts are kept)"))
+    @audited_action(description=_("Send again (given-up ones; attempts are kept)"))
     def send_again(self, request, queryset) -> None:
         ids = list(queryset.values_list("pk", flat=True))
         queued = notifications_resend(ids=ids)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
@@ -129,6 +130,8 @@ def alert_list(request: HttpRequest) -> HttpResponse:
 @login_required
 @require_POST
 def alert_ack(request: HttpRequest, alert_id: int) -> HttpResponse:
+    if not board.may_see_alerts(request.user):
+        raise PermissionDenied(_("Alerts are for supervisors and admins."))
     if not board.alerts_visible_to(request.user).filter(pk=alert_id).exists():
         messages.error(request, _("There is no alert %(id)d among your regions' alerts.") % {"id": alert_id})
         return redirect("dashboards:alerts")

@@ -9,6 +9,7 @@ from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils.translation import gettext as _
+from django.views.decorators.http import require_GET, require_http_methods
 
 from dashboards.forms import OrderEditForm
 from orders import selectors
@@ -20,6 +21,7 @@ from riskcontrol.selectors import risk_summary
 
 
 @login_required
+@require_GET
 def order_list(request: HttpRequest) -> HttpResponse:
     orders = selectors.order_list(user=request.user, params=request.GET)
     page = Paginator(orders, 50).get_page(request.GET.get("page"))
@@ -39,6 +41,7 @@ def order_list(request: HttpRequest) -> HttpResponse:
 
 
 @login_required
+@require_http_methods(["GET", "POST"])
 def order_detail(request: HttpRequest, order_id: int) -> HttpResponse:
     try:
         order = selectors.order_with_timeline(user=request.user, order_id=order_id)

@@ -6,6 +6,7 @@ from django.utils.translation import gettext_lazy as _
 from dispatch import services
 from dispatch.models import Assignment, DispatchPolicy, Inquiry, PoolEntry, SimulationRun, WeightedShare
 from orders.actors import user_actor
+from orders.admin_audit import audited_action
 
 
 class WeightedShareInline(admin.TabularInline):
@@ -108,7 +109,7 @@ class PoolEntryAdmin(admin.ModelAdmin):
     def has_delete_permission(self, request, obj=None) -> bool:
         return False
 
-    @admin.action(description=_("Assign the selected orders to an agent…"))
+    @audited_action(description=_("Assign the selected orders to an agent…"))
     def assign_to_agent(self, request, queryset):
         from django.template.response import TemplateResponse
 
@@ -144,7 +145,7 @@ class PoolEntryAdmin(admin.ModelAdmin):
             },
         )
 
-    @admin.action(description=_("Return the selected orders to automatic matching"))
+    @audited_action(description=_("Return the selected orders to automatic matching"))
     def return_to_pool(self, request, queryset):
         count = 0
         for entry in queryset.filter(kind=PoolEntry.Kind.ORDER).exclude(state=PoolEntry.State.CLOSED):

@@ -265,14 +265,22 @@ def recent_repeat_customers(
 
 
 # --- What people may see ---------------------------------------------------------------
-# Who dispatches by hand, sees every assignment and the pool of their regions.
+# Who dispatches by hand, sees every agent's assignments and the pool of their regions.
 MANAGER_ROLES = frozenset({Role.ADMIN, Role.SUPERVISOR})
 
 
 def assignments_visible_to(user) -> QuerySet[Assignment]:
+    """Admins see every assignment, supervisors those of their regions' pool (an assignment
+    shows its order's customer and address), agents their own."""
     qs = Assignment.objects.select_related("agent", "order", "inquiry", "order__channel")
-    if roles_of(user) & MANAGER_ROLES:
+    roles = roles_of(user)
+    if Role.ADMIN in roles:
         return qs
+    if Role.SUPERVISOR in roles:
+        regions = list(user.supervised_regions.values_list("id", flat=True))
+        if not regions:
+            return qs  # a supervisor of no particular region oversees them all
+        return qs.filter(Q(entry__region_id__in=regions) | Q(entry__region__isnull=True))
     agent = getattr(user, "agent", None) if user.is_authenticated else None
     if agent is None:
         return qs.none()

@@ -8,10 +8,52 @@ from orders.models import Channel, Customer, ImportJob, Order, OrderEvent, Recon
 from orders.normalize import parse_address
 
 
+class WriteOnlyField(forms.CharField):
+    """A credential typed in and never shown back (not in the page source, a screenshot or the
+    browser's form cache). An empty box keeps the stored value, so it is not a change."""
+
+    widget = forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"})
+
+    def has_changed(self, initial, data) -> bool:
+        return bool(data)
+
+
+def secret_hint(value: str) -> str:
+    if not value:
+        return "-"
+    return _("ends in …%(tail)s (%(count)d characters)") % {"tail": value[-4:], "count": len(value)}
+
+
 class ChannelForm(forms.ModelForm):
+    webhook_secret = WriteOnlyField(
+        label=_("webhook secret"),
+        required=False,
+        max_length=128,
+        help_text=_("HMAC-SHA256 key for signed webhooks. Leave empty to keep the current one."),
+    )
+    remove_webhook_secret = forms.BooleanField(
+        label=_("Remove the webhook secret (all webhooks are then refused)"), required=False
+    )
+    poll_auth_header = WriteOnlyField(
+        label=_("poll auth header"),
+        required=False,
+        max_length=500,
+        help_text=_('Sent as-is, e.g. "Authorization: Bearer …". Leave empty to keep the current one.'),
+    )
+    remove_poll_auth_header = forms.BooleanField(label=_("Remove the poll auth header"), required=False)
+
     class Meta:
         model = Channel
         fields = "__all__"  # noqa: DJ007 - the admin's fieldsets choose what shows
+
+    def clean(self) -> dict:
+        cleaned = super().clean()
+        for name in ("webhook_secret", "poll_auth_header"):
+            if cleaned.get(f"remove_{name}"):
+                cleaned[name] = ""
+            elif not cleaned.get(name):
+                cleaned[name] = getattr(self.instance, name)
+        return cleaned
 
     def clean_field_mapping(self) -> dict:
         value = self.cleaned_data.get("field_mapping")
@@ -35,7 +77,7 @@ class ChannelAdmin(admin.ModelAdmin):
         "poll_last_error_at",
     ]
     list_filter = ["kind", "is_active"]
-    readonly_fields = [
+    poll_state = [
         "poll_cursor",
         "poll_next_at",
         "poll_failures",
@@ -43,15 +85,21 @@ class ChannelAdmin(admin.ModelAdmin):
         "poll_last_error",
         "poll_last_error_at",
     ]
+    readonly_fields = [*poll_state, "webhook_secret_hint", "poll_auth_header_hint"]
     fieldsets = [
         (None, {"fields": ["code", "name", "tag_prefix", "kind", "is_active"]}),
-        (_("Webhooks"), {"fields": ["webhook_secret", "field_mapping"]}),
+        (
+            _("Webhooks"),
+            {"fields": ["webhook_secret", "webhook_secret_hint", "remove_webhook_secret", "field_mapping"]},
+        ),
         (
             _("Polling connector"),
             {
                 "fields": [
                     "poll_url",
                     "poll_auth_header",
+                    "poll_auth_header_hint",
+                    "remove_poll_auth_header",
                     "poll_cursor_param",
                     "poll_page_size",
                     "poll_page_size_param",
@@ -61,8 +109,16 @@ class ChannelAdmin(admin.ModelAdmin):
                 ]
             },
         ),
-        (_("Polling state"), {"fields": readonly_fields}),
+        (_("Polling state"), {"fields": poll_state}),
     ]
+
+    @admin.display(description=_("current secret"))
+    def webhook_secret_hint(self, obj: Channel) -> str:
+        return secret_hint(obj.webhook_secret)
+
+    @admin.display(description=_("current header"))
+    def poll_auth_header_hint(self, obj: Channel) -> str:
+        return secret_hint(obj.poll_auth_header)
 
 
 class ReadOnlyInline(admin.TabularInline):
@@ -248,4 +304,4 @@ class WarehouseAdmin(admin.ModelAdmin):
 
 
 import orders.admin_exceptions  # noqa: E402, F401 - registers the exception admins
-from orders import admin_outbound, admin_sla  # noqa: E402, F401 - register the outbound webhook and SLA admins
+from orders import admin_audit, admin_outbound, admin_sla  # noqa: E402, F401 - register the admin log, outbound webhook and SLA admins

@@ -13,6 +13,7 @@ from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
 from orders.admin import ReadOnlyAdmin, ReadOnlyInline
+from orders.admin_audit import audited_action
 from orders.models import OutboundAttempt, OutboundDelivery, WebhookSubscription
 from orders.outbound import EVENT_TYPE_CHOICES, REPLAY_INLINE_MAX, outbound_replay
 
@@ -163,7 +164,7 @@ class OutboundDeliveryAdmin(ReadOnlyAdmin):
     def short_error(self, obj: OutboundDelivery) -> str:
         return obj.last_error[:120]
 
-    @admin.action(description=_("Replay now (delivered ones too; each try is a new attempt)"))
+    @audited_action(description=_("Replay now (delivered ones too; each try is a new attempt)"))
     def replay(self, request, queryset) -> None:
         ids = list(queryset.values_list("pk", flat=True))
         replayed, report = outbound_replay(ids=ids)

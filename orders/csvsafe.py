@@ -14,6 +14,11 @@ from typing import Any
 
 # OWASP "CSV Injection": a cell starting with one of these is read as a formula by spreadsheets.
 FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
+# Also neutralised, as a precaution rather than a known exploit: a trigger behind leading
+# whitespace (importers that trim spaces, e.g. LibreOffice's "Trim spaces"), a line feed or NUL
+# first (ASVS 5 lists NUL), and the full-width forms a Chinese input method types (＝ ＋ － ＠).
+_AFTER_WHITESPACE = (*FORMULA_TRIGGERS, "＝", "＋", "－", "＠")
+_ALSO_FIRST = ("\n", "\0")
 
 # Excel only recognises UTF-8 (and shows Chinese correctly) when the file starts with a BOM.
 UTF8_BOM = "\ufeff"
@@ -23,7 +28,9 @@ def neutralize_cell(value: Any) -> str:
     """The cell as text, with a leading apostrophe when a spreadsheet would run it as a formula.
 
     Real numbers are written as they are (a negative amount is data, not a formula); any text
-    that starts with = + - @ tab or carriage return is prefixed with ' as OWASP recommends.
+    that starts with = + - @ tab or carriage return is prefixed with ' as OWASP recommends, and
+    so is text like "-5" (text stays text: a typed cell echoed in an error report is shown as
+    typed, never computed).
     """
     if value is None:
         return ""
@@ -34,7 +41,7 @@ def neutralize_cell(value: Any) -> str:
     if isinstance(value, datetime | date):
         return value.isoformat()
     text = str(value)
-    if text.startswith(FORMULA_TRIGGERS):
+    if text.startswith(_ALSO_FIRST) or text.lstrip().startswith(_AFTER_WHITESPACE):
         return "'" + text
     return text
 

@@ -19,6 +19,7 @@ from dispatch import services as dispatch_services
 from orders import normalize as norm
 from orders.actors import Actor
 from orders.models import Channel, Customer, Order, OrderEvent, TagSequence
+from orders.selectors import order_visible_to
 from orders.serializers import OrderInSerializer, reusable
 from orders.sla import due_at_for
 from orders.sla_policies import sla_book
@@ -238,6 +239,31 @@ def _store_valid(valid: list[tuple[int, dict]], *, actor: Actor) -> list[IngestR
 
     now = timezone.now()
     existing = _lock_existing_orders(prepared)
+    hidden = _hidden_from(actor, existing.values())
+    if hidden:
+        keep = []
+        for item in prepared:
+            current = existing.get((item.channel.pk, item.external_id))
+            if current is None or current.pk not in hidden:
+                keep.append(item)
+                continue
+            results.append(
+                IngestResult(
+                    index=item.index,
+                    status="rejected",
+                    external_id=item.external_id,
+                    reason="not_yours",
+                    errors={
+                        "external_id": [
+                            f"Channel '{item.channel.code}' already has an order '{item.external_id}' "
+                            "that is not one you may see; it was not changed."
+                        ]
+                    },
+                )
+            )
+        prepared = keep
+        if not prepared:
+            return results
 
     new_orders: dict[tuple[int, str], Order] = {}
     new_order_updates: dict[tuple[int, str], list[dict]] = defaultdict(list)
@@ -367,6 +393,18 @@ def _store_valid(valid: list[tuple[int, dict]], *, actor: Actor) -> list[IngestR
     if touched:
         _after_commit_push(touched)
     return results
+
+
+def _hidden_from(actor: Actor, orders) -> set[int]:
+    """The stored orders a person delivering by hand may not see, and so may not change: a
+    regional supervisor's delivery neither rewrites another region's order nor reads it back
+    in the answer. The system and integration accounts (orders.add_order) deliver for whole
+    channels and are not limited."""
+    user = actor.user
+    ids = {order.pk for order in orders}
+    if user is None or not ids or user.has_perm("orders.add_order"):
+        return set()
+    return ids - set(order_visible_to(user).filter(pk__in=ids).values_list("pk", flat=True))
 
 
 def _lock_existing_orders(prepared: list[_Prepared]) -> dict[tuple[int, str], Order]:

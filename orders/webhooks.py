@@ -1,6 +1,7 @@
 """Signed webhooks in: POST /hooks/{channel}/ with an HMAC-SHA256 over timestamp + "." + body.
 
-401 for a bad, missing or stale signature; 200 with nothing changed for a replayed event id;
+401 for a bad, missing or stale signature; 429 with Retry-After past the channel's rate
+(WEBHOOK_RATE, orders/throttles.py); 200 with nothing changed for a replayed event id;
 the body goes through the channel's field mapping and the one ingest service.
 """
 
@@ -9,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import math
 import time
 
 from django.conf import settings
@@ -22,6 +24,7 @@ from orders import services
 from orders.actors import system_actor
 from orders.mapping import apply_mapping
 from orders.models import Channel, WebhookDelivery
+from orders.throttles import ChannelWebhookThrottle
 
 
 def sign(secret: str, timestamp: str, body: bytes) -> str:
@@ -50,7 +53,7 @@ def receive_webhook(request: HttpRequest, channel_code: str) -> JsonResponse:
         return _refuse(401, "no_secret", "This channel has no webhook secret; webhooks are refused.")
     if not timestamp or not signature:
         return _refuse(401, "signature_missing", "X-Paidan-Timestamp and X-Paidan-Signature are required.")
-    if not timestamp.isdigit():
+    if not (timestamp.isascii() and timestamp.isdigit()):  # "²".isdigit() is true; int() refuses it
         return _refuse(401, "bad_timestamp", "X-Paidan-Timestamp must be unix seconds.")
     skew = abs(time.time() - int(timestamp))
     if skew > settings.WEBHOOK_TOLERANCE_SECONDS:
@@ -63,6 +66,18 @@ def receive_webhook(request: HttpRequest, channel_code: str) -> JsonResponse:
     expected = sign(channel.webhook_secret, timestamp, body)
     if not hmac.compare_digest(expected, signature):
         return _refuse(401, "bad_signature", "The signature does not match the body and timestamp.")
+    throttle = ChannelWebhookThrottle(channel.code)
+    if not throttle.allow_request(request, None):
+        # A brake, not a guarantee (orders/throttles.py); the sender retries after Retry-After.
+        wait = max(1, math.ceil(throttle.wait() or throttle.duration))
+        response = _refuse(
+            429,
+            "rate_limited",
+            f"Channel '{channel.code}' sent more than {settings.WEBHOOK_RATE} webhooks; "
+            f"nothing was stored, retry after {wait} s.",
+        )
+        response["Retry-After"] = str(wait)
+        return response
     if not event_id or len(event_id) > 128:
         return _refuse(400, "event_id_missing", "X-Paidan-Event-Id is required (at most 128 characters).")
     try:
