@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from decimal import ROUND_HALF_EVEN, Decimal
+
 from django.http import Http404
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers, status
@@ -41,9 +43,24 @@ class StatusInSerializer(serializers.Serializer):
     status = serializers.ChoiceField(choices=Agent.Status.choices)
 
 
+class DegreesField(serializers.DecimalField):
+    """Degrees kept to 6 places (~0.1 m). A phone reports a double with ~15 digits: it is
+    rounded, not refused. A number, or a numeric string."""
+
+    def __init__(self, *, bound: int) -> None:
+        super().__init__(
+            max_digits=9, decimal_places=6, min_value=-bound, max_value=bound, coerce_to_string=False
+        )
+
+    def validate_precision(self, value: Decimal) -> Decimal:
+        if abs(value) < 1000:  # a larger value is refused by the digit limit, not rounded
+            value = value.quantize(Decimal("0.000001"), rounding=ROUND_HALF_EVEN)
+        return super().validate_precision(value)
+
+
 class LocationInSerializer(serializers.Serializer):
-    lat = serializers.DecimalField(max_digits=9, decimal_places=6, min_value=-90, max_value=90)
-    lng = serializers.DecimalField(max_digits=9, decimal_places=6, min_value=-180, max_value=180)
+    lat = DegreesField(bound=90)
+    lng = DegreesField(bound=180)
 
 
 class RatingInSerializer(serializers.Serializer):

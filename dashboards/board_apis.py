@@ -104,6 +104,8 @@ class BoardBadInputSerializer(serializers.Serializer):
     errors = serializers.DictField(child=serializers.CharField())
 
 
+_FLAG = {"type": "string", "enum": sorted(board._TRUE | board._FALSE)}
+_IDS = {"type": "string", "pattern": rf"^\d{{1,18}}(,\d{{1,18}}){{0,{board.MAX_IDS - 1}}}$"}
 _FILTER_PARAMS = [
     OpenApiParameter("channel", str, description="Channel code."),
     OpenApiParameter("region", str, description="Region code: orders delivered to its provinces."),
@@ -111,11 +113,15 @@ _FILTER_PARAMS = [
         "team", str, description="Team code: orders its agents own or whose open exception it works."
     ),
     OpenApiParameter("agent", str, description="Username: orders they own or whose open exception they own."),
-    OpenApiParameter("flagged", str, description="1: only flagged orders; 0: only unflagged."),
+    OpenApiParameter("flagged", _FLAG, description="1: only flagged orders; 0: only unflagged."),
     OpenApiParameter(
-        "overdue", str, description="1: only red cards (past due, or over 2 hours in the stage)."
+        "overdue", _FLAG, description="1: only red cards (past due, or over 2 hours in the stage)."
     ),
-    OpenApiParameter("q", str, description="Text in the tag, external id, customer name, phone or address."),
+    OpenApiParameter(
+        "q",
+        {"type": "string", "maxLength": 100},
+        description="Text in the tag, external id, customer name, phone or address.",
+    ),
 ]
 _ERRORS = {
     400: OpenApiResponse(BoardBadInputSerializer, description="A bad filter, stage, cursor, limit or ids."),
@@ -131,10 +137,17 @@ class BoardApi(APIView):
     @extend_schema(
         parameters=[
             OpenApiParameter(
-                "stage", str, description="One column or lane; without it, the first page of each."
+                "stage",
+                str,
+                enum=[s.value for s in board.ON_BOARD],
+                description="One column or lane; without it, the first page of each.",
             ),
             OpenApiParameter("cursor", str, description="`next` of the previous page of that stage."),
-            OpenApiParameter("limit", int, description="Cards per page, 1 to 500 (default 50)."),
+            OpenApiParameter(
+                "limit",
+                {"type": "integer", "minimum": 1, "maximum": board.MAX_PAGE},
+                description=f"Cards per page (default {board.PAGE_SIZE}).",
+            ),
             *_FILTER_PARAMS,
         ],
         responses={
@@ -216,7 +229,7 @@ class BoardCardsApi(APIView):
     @extend_schema(
         parameters=[
             OpenApiParameter(
-                "ids", str, required=True, description="Order ids, comma-separated (at most 500)."
+                "ids", _IDS, required=True, description="Order ids, comma-separated (at most 500)."
             ),
             *_FILTER_PARAMS,
         ],
@@ -297,8 +310,8 @@ class AlertListApi(APIView):
 
     @extend_schema(
         parameters=[
-            OpenApiParameter("open", str, description="1: only alerts nobody acknowledged yet."),
-            OpenApiParameter("ids", str, description="Only these alert ids, comma-separated."),
+            OpenApiParameter("open", _FLAG, description="1: only alerts nobody acknowledged yet."),
+            OpenApiParameter("ids", _IDS, description="Only these alert ids, comma-separated."),
         ],
         responses={
             200: inline_serializer(

@@ -163,6 +163,10 @@ def parse_board_filters(params: Mapping[str, str]) -> BoardFilters:
 
     errors: dict[str, str] = {}
     values = {name: (params.get(name) or "").strip() for name in ("channel", "region", "team", "agent", "q")}
+    for name, value in values.items():
+        if "\x00" in value:  # PostgreSQL cannot compare text that holds NUL
+            errors[name] = _("%(name)s contains a NUL character.") % {"name": name}
+            values[name] = ""
     if len(values["q"]) > 100:
         errors["q"] = _("Search for at most 100 characters.")
     if values["channel"] and not Channel.objects.filter(code=values["channel"]).exists():
@@ -217,7 +221,7 @@ def parse_ids(raw: str | None) -> list[int]:
         raise BoardInputError({"ids": _("Give the order ids, comma-separated, e.g. ids=12,15.")})
     if len(parts) > MAX_IDS:
         raise BoardInputError({"ids": _("At most %(max)d ids at a time.") % {"max": MAX_IDS}})
-    if not all(p.isdigit() and 0 < len(p) < 19 for p in parts):
+    if not all(p.isascii() and p.isdigit() and 0 < len(p) < 19 for p in parts):  # "²".isdigit()
         raise BoardInputError({"ids": _("Ids are whole numbers, comma-separated, e.g. ids=12,15.")})
     return list(dict.fromkeys(int(p) for p in parts))
 
@@ -225,7 +229,7 @@ def parse_ids(raw: str | None) -> list[int]:
 def parse_limit(raw: str | None) -> int:
     if not raw:
         return PAGE_SIZE
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_PAGE:
+    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= MAX_PAGE:
         raise BoardInputError({"limit": _("limit is a whole number from 1 to %(max)d.") % {"max": MAX_PAGE}})
     return int(raw)
 
@@ -262,7 +266,10 @@ def _after(stage: Stage, cursor: str) -> Q:
         raise bad from exc
     if not isinstance(last_id, int) or not (at_text is None or isinstance(at_text, str)):
         raise bad
-    at = parse_datetime(at_text) if at_text else None
+    try:
+        at = parse_datetime(at_text) if at_text else None
+    except ValueError as exc:  # well formed but no such moment: month 13
+        raise bad from exc
     if at_text and (at is None or at.tzinfo is None):
         raise bad
     if stage == Stage.DONE:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from django.urls import path, reverse
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import serializers, status
+from rest_framework.exceptions import ValidationError
 from rest_framework.generics import ListAPIView
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.request import Request
@@ -54,9 +55,14 @@ class NotificationOutSerializer(serializers.ModelSerializer):
         return obj.read_at is not None
 
 
+class _QueryBoolean(serializers.BooleanField):
+    # Only an empty value means "not given"; DRF would also read the word "null" as that.
+    NULL_VALUES = {"", None}
+
+
 class InboxQuerySerializer(serializers.Serializer):
     # allow_null: absent is "all", not False (DRF reads a missing form boolean as False).
-    unread = serializers.BooleanField(required=False, allow_null=True, default=None)
+    unread = _QueryBoolean(required=False, allow_null=True, default=None)
 
 
 class InboxPagination(PageNumberPagination):
@@ -66,6 +72,13 @@ class InboxPagination(PageNumberPagination):
     page_size_query_param = "page_size"
     max_page_size = 100
     unread = 0
+
+    def get_page_size(self, request: Request) -> int:
+        # DRF falls back to the default for any value it cannot read; a typo gets a 400 instead.
+        raw = request.query_params.get(self.page_size_query_param, "")
+        if raw and not (raw.isascii() and raw.lstrip("-").isdigit()):
+            raise ValidationError({self.page_size_query_param: [f"'{raw[:20]}' is not a whole number."]})
+        return super().get_page_size(request)
 
     def get_paginated_response(self, data: list) -> Response:
         return Response(

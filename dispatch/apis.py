@@ -79,9 +79,17 @@ class AssignmentListApi(ListAPIView):
             OpenApiParameter(
                 "mine", bool, description="Only the caller's own (agents always get only theirs)."
             ),
-            OpenApiParameter("state", str, many=True, description="offered, accepted, … (repeatable)"),
+            OpenApiParameter(
+                "state", str, many=True, enum=Assignment.State.values, description="Repeatable."
+            ),
             OpenApiParameter("agent", int),
-        ]
+        ],
+        responses={
+            200: AssignmentSerializer(many=True),
+            403: OpenApiResponse(
+                ErrorSerializer, description="`mine=true` from an account with no agent profile."
+            ),
+        },
     )
     def get(self, request: Request, *args, **kwargs) -> Response:
         return super().get(request, *args, **kwargs)
@@ -89,9 +97,9 @@ class AssignmentListApi(ListAPIView):
     def get_queryset(self):
         qs = selectors.assignments_visible_to(self.request.user).select_related("review__order")
         params = self.request.query_params
-        if params.get("mine") in {"1", "true", "yes"}:
+        if _yes_no(params, "mine"):
             qs = qs.filter(agent=agent_of(self.request.user))
-        states = params.getlist("state")
+        states = [s for s in params.getlist("state") if s]
         known = {s.value for s in Assignment.State}
         bad = [s for s in states if s not in known]
         if bad:
@@ -106,6 +114,16 @@ class AssignmentListApi(ListAPIView):
             except ValueError as exc:
                 raise exceptions.ValidationError({"agent": ["An agent id is a number."]}) from exc
         return qs.order_by("-offered_at", "-id")
+
+
+def _yes_no(params, name: str) -> bool:
+    """A yes/no query parameter: absent or empty is no; a value that is neither is a 400."""
+    raw = params.get(name, "").strip().lower()
+    if raw in {"", "0", "false", "no"}:
+        return False
+    if raw in {"1", "true", "yes"}:
+        return True
+    raise exceptions.ValidationError({name: [f"'{raw[:20]}' is not true or false."]})
 
 
 class RejectInSerializer(serializers.Serializer):
@@ -159,9 +177,8 @@ def _assign_schema(noun: str):
     return extend_schema(
         request=AssignInSerializer,
         responses={
-            200: OpenApiResponse(
-                AssignmentSerializer, description="The new assignment (null when pulled back)."
-            ),
+            200: OpenApiResponse(AssignmentSerializer, description="The new assignment."),
+            204: OpenApiResponse(description="Pulled back into the pool (`agent` null)."),
             404: ErrorSerializer,
             409: OpenApiResponse(
                 ErrorSerializer,
@@ -183,7 +200,9 @@ def _assign(request: Request, assign, **subject: int) -> Response:
         force=data.validated_data["force"],
         actor=user_actor(request.user),
     )
-    return Response(AssignmentSerializer(a).data if a else None)
+    if a is None:  # pulled back into the pool: there is no assignment to show
+        return Response(status=status.HTTP_204_NO_CONTENT)
+    return Response(AssignmentSerializer(a).data)
 
 
 class OrderAssignApi(APIView):
@@ -204,8 +223,15 @@ class InquiryAssignApi(APIView):
         return _assign(request, services.inquiry_assign, inquiry_id=inquiry_id)
 
 
+class _ChannelCodeField(serializers.SlugRelatedField):
+    def to_internal_value(self, data):
+        if isinstance(data, str) and "\x00" in data:  # PostgreSQL cannot compare text holding NUL
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
 class InquiryInSerializer(serializers.Serializer):
-    channel = serializers.SlugRelatedField(slug_field="code", queryset=Channel.objects.filter(is_active=True))
+    channel = _ChannelCodeField(slug_field="code", queryset=Channel.objects.filter(is_active=True))
     account_id = serializers.CharField(max_length=128, required=False, allow_blank=True, default="")
     customer_name = serializers.CharField(max_length=100, required=False, allow_blank=True, default="")
     text = serializers.CharField(max_length=4000)
@@ -300,13 +326,18 @@ class PoolListApi(ListAPIView):
     serializer_class = PoolEntrySerializer
     permission_classes = [IsAuthenticated, IsSupervisor]
 
-    @extend_schema(parameters=[OpenApiParameter("state", str, many=True)])
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("state", str, many=True, enum=PoolEntry.State.values, description="Repeatable.")
+        ]
+    )
     def get(self, request: Request, *args, **kwargs) -> Response:
         return super().get(request, *args, **kwargs)
 
     def get_queryset(self):
         qs = selectors.pool_visible_to(self.request.user)
-        states = self.request.query_params.getlist("state") or ["waiting", "offered", "escalated"]
+        states = [s for s in self.request.query_params.getlist("state") if s]
+        states = states or ["waiting", "offered", "escalated"]
         known = {s.value for s in PoolEntry.State}
         bad = [s for s in states if s not in known]
         if bad:

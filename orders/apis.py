@@ -69,7 +69,13 @@ def exception_handler(exc: Exception, context: dict) -> Response | None:
             {"code": "malformed_json", "detail": f"The body is not valid JSON: {exc.detail}"},
             status=status.HTTP_400_BAD_REQUEST,
         )
-    return drf_exception_handler(exc, context)
+    response = drf_exception_handler(exc, context)
+    # DRF answers its own refusals (401, 403, 404, 405, 415, 429) with `detail` only; every
+    # error of this API also carries a `code`, so a client switches on one field.
+    if response is not None and isinstance(response.data, dict) and set(response.data) == {"detail"}:
+        detail = response.data["detail"]
+        response.data = {"code": getattr(detail, "code", None) or "error", "detail": detail}
+    return response
 
 
 MAX_BATCH = 1000

@@ -18,7 +18,6 @@ from orders.actors import user_actor
 from orders.apis import ErrorSerializer
 from orders.exception_serializers import (
     ExceptionCaseSerializer,
-    ExceptionErrorSerializer,
     ExceptionRaiseSerializer,
     ExceptionResolveSerializer,
     ExceptionTypeSerializer,
@@ -27,9 +26,7 @@ from orders.models import ExceptionCase
 from orders.selectors import order_visible_to
 
 _ERRORS = {
-    400: OpenApiResponse(
-        ExceptionErrorSerializer, description="Invalid input: `errors` says which field and why."
-    ),
+    400: OpenApiResponse(description="Invalid input: `errors` says which field and why."),
     401: OpenApiResponse(ErrorSerializer, description="Not authenticated."),
     403: OpenApiResponse(ErrorSerializer, description="Your role may not do this."),
     404: OpenApiResponse(ErrorSerializer, description="No such order or exception that you may see."),

@@ -7,7 +7,7 @@ from django_filters import rest_framework as django_filters
 
 from agents.models import Agent
 from orders.models import ExceptionCase, ExceptionType
-from orders.selectors import order_visible_to
+from orders.selectors import YesNoFilter, order_visible_to
 
 
 def exception_visible_to(user) -> QuerySet[ExceptionCase]:
@@ -29,7 +29,7 @@ class ExceptionCaseFilter(django_filters.FilterSet):
     type = django_filters.CharFilter(field_name="type__code", label="exception type code")
     team = django_filters.CharFilter(field_name="team__code", label="team code")
     order = django_filters.NumberFilter(field_name="order_id", label="order id")
-    mine = django_filters.BooleanFilter(method="owned_by_me", label="only the cases I own")
+    mine = YesNoFilter(method="owned_by_me", label="only the cases I own")
 
     class Meta:
         model = ExceptionCase

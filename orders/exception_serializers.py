@@ -70,11 +70,3 @@ class ExceptionTypeSerializer(serializers.ModelSerializer):
 
     def get_needs_delay_until(self, exc_type: ExceptionType) -> bool:
         return exc_type.route == ExceptionType.Route.RESCHEDULE
-
-
-class ExceptionErrorSerializer(serializers.Serializer):
-    """A 400: `errors` names each field that was wrong and why."""
-
-    code = serializers.CharField()
-    detail = serializers.CharField()
-    errors = serializers.DictField(child=serializers.ListField(child=serializers.CharField()))

@@ -401,15 +401,22 @@ def _flatten_errors(errors: Any, prefix: str = "") -> dict[str, list[str]]:
     return out
 
 
+# A line's SKU is its product name when the sheet has no SKU column, and its price comes from
+# the amount when there is no price column: an error in them is shown on that column.
+_DERIVED_FROM = {"items.sku": "items.name", "items.price": "amount"}
+
+
 def row_errors_for_people(header: Header, errors: dict) -> dict[str, list[str]]:
     """Errors keyed by the column name in the user's sheet where there is one."""
     labels = header.labels
     out: dict[str, list[str]] = {}
     for name, messages in _flatten_errors(errors).items():
-        label = labels.get(name, name)
+        field_name = re.sub(r"\.\d+(?=\.)", "", name)  # "items.0.qty": a row holds one line
+        label = labels.get(field_name) or labels.get(_DERIVED_FROM.get(field_name, ""), name)
         if name == "non_field_errors":
             label = _("row")
-        out.setdefault(label, []).extend(messages)
+        said = out.setdefault(label, [])
+        said.extend(m for m in messages if m not in said)
     return out
 
 
@@ -418,6 +425,18 @@ def _raw_row(header: Header, cells: Sequence[Any]) -> dict[str, str]:
         name: _cell_text(cells[index]) if index < len(cells) else ""
         for index, name in enumerate(header.names)
     }
+
+
+def _storable(value: Any) -> Any:
+    """PostgreSQL text and jsonb cannot hold NUL: a cell with one (the reason its row was
+    rejected) shows it as U+FFFD in the report instead of failing the whole import."""
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd")
+    if isinstance(value, dict):
+        return {_storable(k): _storable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_storable(v) for v in value]
+    return value
 
 
 # --- Running a job ------------------------------------------------------------------------
@@ -606,9 +625,9 @@ def _ingest_chunk(
                         ImportRowError(
                             job=job,
                             row_number=row.number,
-                            external_id=(result.external_id or "")[:200],
-                            errors=row_errors_for_people(header, result.errors),
-                            raw=_raw_row(header, row.cells),
+                            external_id=_storable((result.external_id or "")[:200]),
+                            errors=_storable(row_errors_for_people(header, result.errors)),
+                            raw=_storable(_raw_row(header, row.cells)),
                         )
                     )
         ImportRowError.objects.bulk_create(failures)

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import django_filters
+from django import forms
 from django.db.models import Q, QuerySet
+from django.utils.translation import gettext_lazy as _
+from django_filters.fields import IsoDateTimeField, MultipleChoiceField
 
 from orders.actors import roles_of
 from orders.models import Order
@@ -44,12 +49,64 @@ def _supervised(user) -> Q:
     return Q(province__in=mine) | ~Q(province__in=covered)
 
 
+class YesNoField(forms.Field):
+    """true/false or 1/0; empty is "not given". Anything else is an error naming the value, not a
+    filter silently dropped: `?flagged=yes please` must not look like every order."""
+
+    def to_python(self, value: object) -> bool | None:
+        text = str(value or "").strip().lower()
+        if not text:
+            return None
+        if text in {"true", "1"}:
+            return True
+        if text in {"false", "0"}:
+            return False
+        raise forms.ValidationError(
+            _("'%(value)s' is not true or false."), code="invalid", params={"value": text[:20]}
+        )
+
+
+class YesNoFilter(django_filters.BooleanFilter):
+    field_class = YesNoField
+
+
+class AnyOfField(MultipleChoiceField):
+    """Repeatable choices where an empty one (`stage=`, an empty form field) is left out, as an
+    empty value is for every other query parameter."""
+
+    def clean(self, value):
+        return super().clean([v for v in value or [] if v != ""])
+
+
+class AnyOfFilter(django_filters.MultipleChoiceFilter):
+    field_class = AnyOfField
+
+
+class InstantField(IsoDateTimeField):
+    """ISO 8601 allows offsets PostgreSQL refuses (beyond ±15:59, a 500): compare in UTC."""
+
+    def to_python(self, value: object) -> datetime | None:
+        moment = super().to_python(value)
+        if moment is None:
+            return None
+        try:
+            return moment.astimezone(UTC)
+        except OverflowError as exc:
+            raise forms.ValidationError(
+                _("This moment is outside the years 1 to 9999."), code="invalid"
+            ) from exc
+
+
+class InstantFilter(django_filters.IsoDateTimeFilter):
+    field_class = InstantField
+
+
 class OrderFilter(django_filters.FilterSet):
-    stage = django_filters.MultipleChoiceFilter(choices=[(s.value, s.value) for s in Stage])
+    stage = AnyOfFilter(choices=[(s.value, s.value) for s in Stage])
     channel = django_filters.CharFilter(field_name="channel__code")
-    flagged = django_filters.BooleanFilter(field_name="is_flagged")
-    created_after = django_filters.IsoDateTimeFilter(field_name="received_at", lookup_expr="gte")
-    created_before = django_filters.IsoDateTimeFilter(field_name="received_at", lookup_expr="lt")
+    flagged = YesNoFilter(field_name="is_flagged")
+    created_after = InstantFilter(field_name="received_at", lookup_expr="gte")
+    created_before = InstantFilter(field_name="received_at", lookup_expr="lt")
     q = django_filters.CharFilter(method="search", label="text search")
 
     class Meta:

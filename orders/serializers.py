@@ -111,7 +111,7 @@ class OrderInSerializer(serializers.Serializer):
 class OrderBatchInSerializer(serializers.Serializer):
     """The envelope only; items are validated one by one so that good ones are stored."""
 
-    orders = serializers.ListField(child=serializers.DictField(), allow_empty=False, max_length=1000)
+    orders = serializers.ListField(child=serializers.DictField(), min_length=1, max_length=1000)
 
 
 class OrderEventSerializer(serializers.ModelSerializer):

@@ -150,13 +150,34 @@ def params_reference_html(chosen: str | None) -> str:
     return render_to_string("admin/riskcontrol/rule/params_reference.html", {"blocks": blocks})
 
 
+def _as_text(value) -> str | None:
+    """The JSON as readable text, or None when it holds a lone surrogate (a "\\ud800" escape):
+    such JSON parses, but no text can carry it, not the page (a 500) nor PostgreSQL."""
+    text = json.dumps(value, ensure_ascii=False, indent=2)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return None
+    return text
+
+
 class IndentedJSONField(forms.JSONField):
     """Parameters shown indented, so a composite's conditions read one per line."""
+
+    def to_python(self, value):
+        converted = super().to_python(value)
+        if _as_text(converted) is None:
+            raise ValidationError(
+                _("The parameters hold a \\ud800–\\udfff escape, which stands for no character."),
+                code="invalid",
+            )
+        return converted
 
     def prepare_value(self, value):
         if isinstance(value, forms.fields.InvalidJSONInput):
             return value
-        return json.dumps(value, ensure_ascii=False, indent=2, cls=self.encoder)
+        # Readable where it can be; escaped where it holds what no text can carry.
+        return _as_text(value) or json.dumps(value, indent=2, cls=self.encoder)
 
 
 class RuleForm(forms.ModelForm):

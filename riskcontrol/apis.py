@@ -17,6 +17,7 @@ from rest_framework.views import APIView
 
 from orders.actors import roles_of
 from orders.apis import _COMMON, ErrorSerializer
+from orders.selectors import AnyOfFilter
 from riskcontrol import selectors, services
 from riskcontrol.models import Review
 from riskcontrol.serializers import ReviewDecideInSerializer, ReviewDetailSerializer, ReviewListSerializer
@@ -30,7 +31,7 @@ class MayReview(BasePermission):
 
 
 class ReviewFilter(django_filters.FilterSet):
-    state = django_filters.MultipleChoiceFilter(choices=Review.State.choices)
+    state = AnyOfFilter(choices=Review.State.choices)
 
     class Meta:
         model = Review

@@ -7,6 +7,7 @@ which parameter is wrong and what it must be."""
 from __future__ import annotations
 
 import ipaddress
+import unicodedata
 from dataclasses import dataclass
 from typing import Any
 
@@ -107,6 +108,8 @@ def _clean_value(name: str, rule: Any, value: Any) -> Any:
     if value is None:
         if rule.default is None:
             raise ValidationError(_("'%(name)s' is required.") % {"name": name})
+        if isinstance(rule, Subset):  # the same form as a value given (sorted), so cleaning is stable
+            return sorted(rule.default)
         return list(rule.default) if isinstance(rule.default, tuple) else rule.default
     if isinstance(rule, Int):
         if isinstance(value, bool) or not isinstance(value, int):
@@ -152,6 +155,14 @@ def _clean_value(name: str, rule: Any, value: Any) -> Any:
             raise ValidationError(_("'%(name)s' needs at least one word.") % {"name": name})
         if len(words) > rule.most:
             raise ValidationError(_("'%(name)s' holds at most %(n)d words.") % {"name": name, "n": rule.most})
+        # PostgreSQL's jsonb refuses NUL and lone surrogates (a 500 on save); no keyword needs a
+        # control character either.
+        unusable = [w for w in words if any(unicodedata.category(c) in ("Cc", "Cs") for c in w)]
+        if unusable:
+            raise ValidationError(
+                _("Words in '%(name)s' cannot hold control characters: %(word)s")
+                % {"name": name, "word": ascii(unusable[0])}
+            )
         too_long = [w for w in words if len(w) > rule.longest]
         if too_long:
             raise ValidationError(

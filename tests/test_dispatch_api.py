@@ -256,7 +256,7 @@ def test_supervisors_assign_an_inquiry_by_hand_and_pull_it_back(jd, api):
     assert (inquiry.state, inquiry.agent_id) == ("assigned", agent.pk)
 
     pulled = api.post(f"/api/inquiries/{inquiry.pk}/assign/", {"agent": None}, format="json")
-    assert pulled.status_code == 200
+    assert pulled.status_code == 204 and pulled.content == b""
     inquiry.refresh_from_db()
     assert (inquiry.state, inquiry.agent_id) == ("open", None)
     assert PoolEntry.objects.get(inquiry=inquiry).state == "waiting"
