@@ -495,7 +495,7 @@ def test_a_run_replays_the_week_under_live_and_draft_and_shows_the_comparison(we
     page = response.content.decode()
     assert 'id="comparison"' in page and 'data-figure="accept_minutes.p90"' in page
     assert "Live policies" in page and "With “jd rr”" in page
-    assert 'id="sim-series"' in page and "vendor/echarts/dist/echarts.min.js" in page
+    assert 'id="sim-series"' in page and "vendor/echarts/echarts.min.js" in page
 
 
 def test_a_run_over_an_empty_week_fails_with_the_reason(week, draft):
