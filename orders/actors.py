@@ -23,6 +23,13 @@ def system_actor(part: str) -> Actor:
     return Actor(name=part, user=None, roles=frozenset({Role.SYSTEM}))
 
 
+def import_actor(job) -> Actor:
+    """An import is run by the system on behalf of whoever uploaded the file: its events name
+    both, and the uploader's regions bound which stored orders the file may change (a regional
+    supervisor's sheet does not rewrite another region's order, as their API delivery does not)."""
+    return Actor(name=f"import:{job.pk}", user=job.uploaded_by, roles=frozenset({Role.SYSTEM}))
+
+
 def roles_of(user) -> frozenset[Role]:
     if user is None or not user.is_authenticated:
         return frozenset()

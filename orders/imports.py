@@ -24,7 +24,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from orders import services
-from orders.actors import system_actor
+from orders.actors import import_actor
 from orders.models import ImportJob, ImportRowError, Order
 from orders.normalize import normalize_external_id
 
@@ -555,7 +555,7 @@ def _run(job: ImportJob, binary: IO[bytes], on_progress: ProgressCallback | None
         ImportJob.objects.filter(pk=job.pk).update(total_rows=table.total_rows)
         if on_progress:
             on_progress(0, table.total_rows)
-        actor = system_actor(f"import:{job.pk}")
+        actor = import_actor(job)
         chunk: list[_Row] = []
         processed = 0
         uncounted = 0  # rows read (blank ones too) not yet added to processed_rows

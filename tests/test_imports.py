@@ -18,7 +18,7 @@ from django.utils import translation
 
 from orders.imports import ImportFileError, import_job_create, import_job_run, inspect_file
 from orders.models import ImportJob, ImportRowError, Order, OrderEvent
-from tests.factories import PASSWORD
+from tests.factories import PASSWORD, RegionFactory
 
 HEADER_ZH = [
     "订单号",
@@ -174,6 +174,32 @@ def test_formula_cells_are_stored_as_plain_text(jd):
     order = Order.objects.get(external_id="F-1")
     assert order.note == formula
     assert order.customer_name == "@SUM(1+1)"
+
+
+def test_a_regional_supervisors_sheet_never_changes_an_order_outside_her_regions(jd, make_user):
+    # given an order in 浙江 (the east region), stored by a system import
+    south = RegionFactory(code="south", provinces=["广东省"])
+    RegionFactory(code="east", provinces=["浙江省"])
+    east_row = zh_row("JD-E1", note="原备注")
+    east_row[3] = "浙江省杭州市西湖区文三路90号"
+    assert run_import(jd, csv_bytes([east_row])).created_count == 1
+    # and a supervisor of the south region only
+    supervisor = make_user("south-sup", "supervisor")
+    south.supervisors.add(supervisor)
+
+    # when she uploads a sheet that rewrites it beside an order of her own region
+    east_row[9], east_row[10] = "改了", "2026-11-21 10:00:00"
+    job = import_job_create(channel=jd, original_name="orders.csv", source="upload", uploaded_by=supervisor)
+    with translation.override("en"):
+        job = import_job_run(job_id=job.pk, binary=io.BytesIO(csv_bytes([east_row, zh_row("JD-S1")])))
+
+    # then her own order is stored, the other region's is refused by row and left as it was
+    assert (job.created_count, job.rejected_count) == (1, 1), job.message
+    (error,) = ImportRowError.objects.filter(job=job)
+    assert error.row_number == 2 and "not one you may see" in str(error.errors)
+    assert Order.objects.get(external_id="JD-E1").note == "原备注"
+    created = OrderEvent.objects.get(order__external_id="JD-S1", kind="ingested")
+    assert created.actor == f"import:{job.pk}" and created.actor_user_id == supervisor.pk
 
 
 def test_duplicate_rows_in_one_file_make_one_order(jd):
