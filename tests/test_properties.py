@@ -34,6 +34,7 @@ from riskcontrol.engine import (
 from riskcontrol.models import Rule
 from riskcontrol.params import COMPOSITE_MOST, SPECS, Choice, Flag, Int, Num, Subset, clean_params
 from riskcontrol.selectors import clear_caches
+from riskcontrol.tests.test_admin import rule_data
 
 # Deterministic and bounded; each test says how many examples it needs.
 BOUNDED = settings(deadline=None, derandomize=True, database=None, print_blob=True)
@@ -391,25 +392,7 @@ def root_client(client, make_user):
 
 
 def _rule_form(kind: str, params_text: str) -> dict:
-    return {
-        "name": "生成的规则",
-        "kind": kind,
-        "description": "",
-        "is_active": "on",
-        "params": params_text,
-        "weight": "40",
-        "min_weight": "5",
-        "max_weight": "100",
-        "channel": "",
-        "effective_from_0": "",
-        "effective_from_1": "",
-        "effective_until_0": "",
-        "effective_until_1": "",
-        "weight_changes-TOTAL_FORMS": "0",
-        "weight_changes-INITIAL_FORMS": "0",
-        "weight_changes-MIN_NUM_FORMS": "0",
-        "weight_changes-MAX_NUM_FORMS": "1000",
-    }
+    return rule_data(name="生成的规则", kind=kind, params=params_text)
 
 
 @settings(IN_DB, max_examples=60)
