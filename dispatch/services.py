@@ -160,7 +160,7 @@ def dispatch_tick(*, now: datetime | None = None, limit: int = TICK_LIMIT) -> Ti
 def _match_round(*, now: datetime, limit: int, report: TickReport) -> None:
     """Claim a page of waiting entries (most urgent, then oldest) and match it; while pages come
     back whole and some agent still has a free slot, go on to the next page (ROUND_PAGES)."""
-    policies = selectors.PolicyBook()
+    policies: selectors.PolicyBook | None = None
     after: PoolEntry | None = None
     for _page in range(ROUND_PAGES):
         entries = _claim_page(limit=limit, after=after)
@@ -169,6 +169,8 @@ def _match_round(*, now: datetime, limit: int, report: TickReport) -> None:
             if after is None:
                 report.busy = PoolEntry.objects.filter(state=PoolEntry.State.WAITING).exists()
             return
+        # Read once a round has work: an empty pool (most sweeps) costs no policy queries.
+        policies = policies or selectors.PolicyBook()
         # Read again for every page: the offers of the one before count against capacity.
         agents = selectors.agent_snapshots(now=now)
         offers = _match_page(entries, agents=agents, policies=policies, now=now, report=report)

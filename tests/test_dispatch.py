@@ -7,6 +7,8 @@ from datetime import timedelta
 
 import pytest
 from django.core import mail
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from agents.models import Agent, PerformanceRecord
@@ -274,6 +276,14 @@ def test_a_round_stops_paging_once_nobody_has_a_free_slot(jd):
     # the first page filled the only slot: the rest of the pool is not read in this round
     assert report.claimed == 2 and report.offered == 1
     assert PoolEntry.objects.get(order=orders[4]).wait_reason == "queued"
+
+
+def test_a_sweep_of_an_empty_pool_reads_no_policies(jd):
+    with CaptureQueriesContext(connection) as queries:
+        report = services.dispatch_tick()
+
+    assert report.claimed == 0 and not report.busy
+    assert not [q for q in queries.captured_queries if "dispatch_dispatchpolicy" in q["sql"]]
 
 
 def test_a_returning_customer_gets_the_agent_who_served_them_last(jd):
