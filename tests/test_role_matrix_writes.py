@@ -187,21 +187,6 @@ def _simulation(w, role, send):
     return response, SimulationRun.objects.count() == before + 1
 
 
-@exercise("POST", "/risk/reviews/{review}/")
-def _review_form(w, role, send):
-    review = w.review()
-    response = send(review=review.pk, body={"decision": "investigate", "note": "查一下"})
-    review.refresh_from_db()
-    return response, review.state == Review.State.INVESTIGATING
-
-
-@exercise("POST", "/alerts/{alert}/ack/")
-def _alert_ack_form(w, role, send):
-    alert = w.alert()
-    response = send(alert=alert.pk)
-    return response, Alert.objects.get(pk=alert.pk).acknowledged_at is not None
-
-
 @exercise("POST", "/api/orders/")
 def _ingest(w, role, send):
     external_id = f"API-{w.next()}"
@@ -326,6 +311,7 @@ def _read_one(w, role, send):
     return response, Notification.objects.get(pk=notification.pk).read_at is not None
 
 
+@exercise("POST", "/risk/reviews/{review}/")  # the review page's form: the same decision
 @exercise("POST", "/api/reviews/{review}/decide/")
 def _decide(w, role, send):
     review = w.review()
@@ -334,6 +320,7 @@ def _decide(w, role, send):
     return response, review.state == Review.State.INVESTIGATING
 
 
+@exercise("POST", "/alerts/{alert}/ack/")  # the alerts page's form: the same acknowledgement
 @exercise("POST", "/api/alerts/{alert}/ack/")
 def _alert_ack(w, role, send):
     alert = w.alert()
